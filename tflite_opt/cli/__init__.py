@@ -1,0 +1,1 @@
+"""absl-py command-line entry points; ``scripts/*.py`` and the console scripts call these."""

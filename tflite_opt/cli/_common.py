@@ -1,0 +1,53 @@
+"""Shared plumbing of the command-line tools: one-line errors and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from absl import app, flags
+
+from tflite_opt.errors import TfliteOptError
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Prints ``error: message`` on one line of stderr and exits with code 2."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def run(main: Callable[[Sequence[str]], int | None]) -> None:
+    """Runs an absl ``main`` so bad input ends in one stderr line and exit code 2.
+
+    Unknown flags, flag values that fail validation and every ``TfliteOptError``
+    raised by the library become ``error: ...`` on stderr and exit code 2
+    (absl alone would print its usage and exit 1).
+    """
+
+    def guarded(argv: Sequence[str]) -> int | None:
+        try:
+            return main(argv)
+        except TfliteOptError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            print("interrupted; no partial output was written", file=sys.stderr)
+            sys.exit(130)
+        return None
+
+    def parse_flags(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as exc:
+            fail(f"{exc}; see --helpful for the accepted flags")
+        return argv
+
+    app.run(guarded, flags_parser=parse_flags)
+
+
+def reject_extra_args(argv: Sequence[str]) -> None:
+    """Fails on positional arguments, which these tools do not take."""
+    if len(argv) > 1:
+        fail(f"unexpected positional arguments {list(argv[1:])}; all options are --flags "
+             "(see --helpful)")

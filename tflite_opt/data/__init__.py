@@ -1,0 +1,1 @@
+"""Data: the bundled digits dataset and validated calibration/evaluation data."""

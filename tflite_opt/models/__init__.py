@@ -1,0 +1,1 @@
+"""Models: example architectures and loading of users' model files."""

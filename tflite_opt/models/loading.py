@@ -1,0 +1,72 @@
+"""Loading a user's Keras model from a ``.keras``/``.h5`` file or SavedModel folder."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from tflite_opt._keras import keras
+from tflite_opt.errors import ModelLoadError
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def model_format(path: str | os.PathLike) -> str:
+    """Returns ``"keras"``, ``"h5"`` or ``"saved_model"`` for a model path, or raises.
+
+    Raises:
+        ModelLoadError: the path does not exist or is not a Keras model file/SavedModel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model path {str(path)!r} does not exist; pass --model=PATH to a "
+                             ".keras/.h5 file or a SavedModel folder")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+            return "saved_model"
+        raise ModelLoadError(f"folder {str(path)!r} is not a SavedModel (no saved_model.pb inside)")
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ModelLoadError(f"{str(path)!r} is not a .keras model (not a zip archive)")
+        return "keras"
+    if suffix in (".h5", ".hdf5"):
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise ModelLoadError(f"{str(path)!r} is not an HDF5 model file (bad signature)")
+        return "h5"
+    raise ModelLoadError(f"model file {str(path)!r} has suffix {suffix or '(none)'!r}; accepted: "
+                         ".keras, .h5, .hdf5, or a SavedModel folder")
+
+
+def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Loads a Keras model, including ones saved while wrapped for pruning/clustering/QAT.
+
+    Args:
+        path: A ``.keras``/``.h5`` file or a Keras SavedModel folder.
+        compile: Whether to restore the training config. Defaults to False.
+
+    Raises:
+        ModelLoadError: with the path and the reason, instead of TensorFlow's traceback.
+
+    Example:
+        >>> model = load_model("saved_models/digits_cnn.keras")
+    """
+    fmt = model_format(path)
+    import tensorflow_model_optimization as tfmot
+
+    # Wrapped models need tfmot's custom objects to deserialize.
+    try:
+        with tfmot.quantization.keras.quantize_scope(), \
+                tfmot.sparsity.keras.prune_scope(), \
+                tfmot.clustering.keras.cluster_scope():
+            model = keras.models.load_model(os.fspath(path), compile=compile)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load Keras model from {str(path)!r} ({fmt}): "
+                             f"{first_line[:300]}") from exc
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(f"{str(path)!r} holds a {type(model).__name__}, not a Keras model; "
+                             "save it with model.save('model.keras')")
+    return model
