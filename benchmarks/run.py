@@ -1,0 +1,101 @@
+"""Runs benchmark suites and writes ``DIR/NAME.json`` and ``DIR/NAME.md`` per suite.
+
+Usage:
+    python benchmarks/run.py --suite=pipeline --output_dir=benchmark_results
+    python benchmarks/run.py --suite=all --output_dir=benchmark_results   # + summary.md
+
+A suite is a module ``benchmarks/suites/<name>.py`` with
+``run(output_dir: Path, quick: bool = False) -> dict`` returning
+``{"summary": {...}, "tables": [{"title", "columns", "rows"}], "details": {...}}``.
+Figures that compare variants are taken side by side in one run (ratios), because
+timings on shared machines drift between runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+from absl import flags  # noqa: E402
+
+from tflite_opt.cli import _common  # noqa: E402
+from tflite_opt.files import atomic_write_json, atomic_write_text  # noqa: E402
+
+# Order matters for --suite=all: cheap, foundational suites first.
+SUITES = ("pipeline", "train", "convert", "runtime", "compare")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("suite", "pipeline", f"Suite to run: one of {', '.join(SUITES)}, or 'all'.")
+flags.DEFINE_string("output_dir", "benchmark_results", "Folder for NAME.json, NAME.md and plots.")
+flags.DEFINE_bool("quick", False, "Smaller workloads (fewer epochs and runs) for a fast check.")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_markdown(name: str, result: dict) -> str:
+    """Renders a suite result as markdown: headline summary, then its tables."""
+    lines = [f"# Benchmark suite `{name}`", ""]
+    env = result.get("environment", {})
+    if env:
+        lines += [f"Run on {env.get('machine')} ({env.get('cpu_count')} CPUs), "
+                  f"Python {env.get('python')}, {env.get('date')}; wall {result.get('wall_s', 0):.1f} s.", ""]
+    lines += ["## Summary", "", "| key | value |", "|---|---|"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in result.get("summary", {}).items()]
+    for table in result.get("tables", []):
+        lines += ["", f"## {table['title']}", ""]
+        lines.append("| " + " | ".join(table["columns"]) + " |")
+        lines.append("|" + "---|" * len(table["columns"]))
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table["rows"]]
+        if table.get("note"):
+            lines += ["", table["note"]]
+    for plot in result.get("plots", []):
+        lines += ["", f"![{plot}]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def run_suite(name: str, output_dir: Path, quick: bool = False) -> dict:
+    """Runs one suite, writes NAME.json and NAME.md, and returns its result."""
+    if name not in SUITES:
+        _common.fail(f"--suite={name!r} is not a suite; choose one of {', '.join(SUITES)} or 'all'")
+    module = importlib.import_module(f"benchmarks.suites.{name}")
+    start = time.perf_counter()
+    result = module.run(output_dir, quick=quick)
+    result["suite"] = name
+    result["wall_s"] = round(time.perf_counter() - start, 2)
+    result["quick"] = quick
+    result["environment"] = {
+        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    result.setdefault("plots", sorted(p.name for p in output_dir.glob(f"{name}*.png")))
+    atomic_write_json(output_dir / f"{name}.json", result)
+    atomic_write_text(output_dir / f"{name}.md", render_markdown(name, result))
+    print(f"suite {name}: {output_dir / (name + '.json')} ({result['wall_s']:.1f} s)")
+    return result
+
+
+def main(argv) -> None:
+    _common.reject_extra_args(argv)
+    output_dir = Path(FLAGS.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    names = SUITES if FLAGS.suite == "all" else (FLAGS.suite,)
+    results = {name: run_suite(name, output_dir, FLAGS.quick) for name in names}
+    if FLAGS.suite == "all":
+        text = "\n".join(render_markdown(n, r) for n, r in results.items())
+        atomic_write_text(output_dir / "summary.md", text)
+        print(f"summary: {output_dir / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    _common.run(main)
