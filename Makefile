@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (the main job) and `make test` (the suite).
+# Both create .venv at the repository root on first use and install the pinned stack.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test benchmark example-model clean
+
+$(STAMP): setup.cfg pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "tflite_opt needs Python 3.11 (TensorFlow 2.21 wheels); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) scripts/optimize.py --output_dir=outputs
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/run.py --suite=all --output_dir=benchmark_results
+
+example-model: $(STAMP)
+	$(PY) scripts/make_example_model.py --output=saved_models/digits_cnn.keras --overwrite
+
+clean:
+	rm -rf outputs benchmark_results

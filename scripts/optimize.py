@@ -1,0 +1,10 @@
+"""Runs `tflite_opt.cli.optimize`; see `python scripts/optimize.py --helpful`."""
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tflite_opt.cli.optimize import cli
+
+    cli()

@@ -1,0 +1,62 @@
+"""optimize: the main job. Keras model in; optimized .tflite files, report and plots out.
+
+With no flags it trains the bundled digits CNN and runs the default recipe
+(prune 75% -> 16 clusters -> PCQAT -> full int8):
+
+    python scripts/optimize.py
+    python scripts/optimize.py --model=saved_models/digits_cnn.keras --recipe=recipes/default.yaml \
+        --output_dir=outputs/mine
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from tflite_opt.cli import _common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Keras model to optimize: a .keras/.h5 file or a SavedModel "
+                    "folder. Default: train the bundled digits CNN from scratch.")
+flags.DEFINE_string("recipe", None, "Recipe file (JSON or YAML) with the training stages and the "
+                    "target precision. Default: prune 75% -> 16 clusters -> PCQAT -> int8.")
+flags.DEFINE_string("data", None, "An .npz with x_train, y_train, x_test, y_test. Default: "
+                    "scikit-learn's digits, upscaled to the model's input size.")
+flags.DEFINE_string("output_dir", "outputs", "Folder for the .tflite files, sidecars, report and plots.")
+flags.DEFINE_integer("float_epochs", 20, "Epochs of float training when --model is not given.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of every training stage.")
+flags.DEFINE_integer("seed", 0, "Seed of the data split, initialization and shuffling.")
+flags.DEFINE_integer("num_calibration_samples", 200, "Training samples used for int8 calibration.")
+flags.DEFINE_integer("benchmark_runs", 100, "Timed inferences per .tflite variant.")
+flags.DEFINE_integer("num_threads", 1, "Interpreter threads for accuracy and latency.")
+flags.DEFINE_integer("verbose", 2, "Keras progress: 0 silent, 1 progress bars, 2 a line per epoch.")
+
+
+def main(argv) -> None:
+    _common.reject_extra_args(argv)
+    from tflite_opt.pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig(
+        output_dir=FLAGS.output_dir, model=FLAGS.model, recipe=FLAGS.recipe, data=FLAGS.data,
+        float_epochs=FLAGS.float_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+        num_calibration_samples=FLAGS.num_calibration_samples,
+        benchmark_runs=FLAGS.benchmark_runs, num_threads=FLAGS.num_threads, verbose=FLAGS.verbose)
+    result = run_pipeline(config)
+    headline = result.report["headline"]
+    print()
+    print(f"float Keras accuracy      {100 * headline['float_keras_accuracy']:.2f}%")
+    print(f"optimized .tflite accuracy {100 * headline['optimized_tflite_accuracy']:.2f}% "
+          f"(drop {headline['accuracy_drop_points']:+.2f} points)")
+    print(f"gzip size vs float32      {headline['gzip_ratio_vs_float']:.3f}x")
+    print(f"median latency vs float32 {headline['latency_ratio_vs_float']:.2f}x")
+    print(f"outputs written to {result.output_dir.resolve()}:")
+    for path in sorted(result.output_dir.iterdir()):
+        if not path.name.startswith("."):
+            print(f"  {path.name}")
+
+
+def cli() -> None:
+    _common.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,259 @@
+"""The end-to-end job: Keras model -> optimized (pruned, clustered, QAT) int8 .tflite -> report.
+
+``run_pipeline`` ties the stages together: data -> float model -> recipe's training
+stages -> conversion -> accuracy and latency on the TFLite runtime -> report.
+Inputs are validated before anything is written; outputs are staged and moved into
+place only when the run succeeds, and an interrupted run resumes from the float
+model and stage checkpoints kept in ``<output_dir>/.work``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tflite_opt._keras import keras
+from tflite_opt.data.digits import Dataset, load_digits
+from tflite_opt.errors import DataError, InvalidArgumentError
+from tflite_opt.files import atomic_write_json, staged_output_dir
+from tflite_opt.models.loading import load_model
+from tflite_opt.models.training import train_digits_cnn
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of one pipeline run; every field has the default the main job uses.
+
+    Args:
+        output_dir: Folder for the .tflite files, sidecars, report and plots.
+        model: A ``.keras``/``.h5``/SavedModel path to optimize; None trains the
+            bundled digits CNN from scratch.
+        recipe: A recipe file (JSON/YAML); None uses ``Recipe.default()``
+            (prune 75% -> 16 clusters -> PCQAT -> full int8).
+        data: An ``.npz`` with ``x_train, y_train, x_test, y_test``; None uses
+            scikit-learn's digits, upscaled to the model's input size.
+        float_epochs: Epochs to train the float model when ``model`` is None.
+        batch_size: Batch size of every training stage.
+        learning_rate: Peak learning rate of the float training (cosine decay).
+        seed: Seed of data split, weight init and shuffling.
+        num_calibration_samples: Training samples used to calibrate int8 ranges.
+        benchmark_runs: Timed inferences per variant.
+        num_threads: Interpreter threads for accuracy and latency.
+        verbose: Keras progress output (0 silent, 1 bars, 2 one line per epoch).
+    """
+
+    output_dir: str = "outputs"
+    model: str | None = None
+    recipe: str | None = None
+    data: str | None = None
+    float_epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    seed: int = 0
+    num_calibration_samples: int = 200
+    benchmark_runs: int = 100
+    num_threads: int = 1
+    verbose: int = 2
+
+    def __post_init__(self):
+        for name in ("float_epochs", "batch_size", "num_calibration_samples", "benchmark_runs",
+                     "num_threads"):
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise InvalidArgumentError(f"output_dir {self.output_dir!r} exists and is not a folder; "
+                                       "pass --output_dir=DIR naming a folder")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    """What a run produced; ``to_dict()`` is the content of report.json."""
+
+    output_dir: Path
+    report: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report
+
+
+def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0) -> Dataset:
+    """Loads ``x_train, y_train, x_test, y_test`` from an .npz, or digits sized to the model.
+
+    Raises:
+        DataError: the arrays are missing or do not match the model's input shape.
+    """
+    if path is None:
+        if len(input_shape) != 3 or input_shape[0] != input_shape[1] or input_shape[2] != 1:
+            raise DataError(f"the bundled digits data is square single-channel, but the model takes "
+                            f"{input_shape}; pass --data=FILE.npz with x_train, y_train, x_test, y_test")
+        return load_digits(image_size=input_shape[0], seed=seed)
+    if not Path(path).is_file():
+        raise DataError(f"data file {path!r} does not exist; pass --data=FILE.npz")
+    try:
+        arrays = np.load(path)
+        x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    except KeyError as exc:
+        raise DataError(f"data file {path!r} lacks array {exc}; it needs x_train, y_train, x_test, y_test") from exc
+    except Exception as exc:  # noqa: BLE001 - any numpy load failure means a bad file
+        raise DataError(f"data file {path!r} is not a readable .npz: {exc}") from exc
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if tuple(x.shape[1:]) != tuple(input_shape):
+            raise DataError(f"{name} in {path!r} has samples of shape {tuple(x.shape[1:])}, the model "
+                            f"expects {tuple(input_shape)}")
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    return Dataset(x_train.astype(np.float32), y_train.astype(np.int64), x_test.astype(np.float32),
+                   y_test.astype(np.int64), num_classes=num_classes, name=Path(path).stem)
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _train_float_model(config: PipelineConfig, data: Dataset, work_dir: Path) -> keras.Model:
+    """Trains the bundled CNN, or reloads it from the work dir of an interrupted run."""
+    key = _fingerprint("float", config.float_epochs, config.batch_size, config.learning_rate,
+                       config.seed, data.input_shape, len(data.x_train))
+    cached = work_dir / f"float_{key}.keras"
+    if cached.exists():
+        print(f"resuming: reusing the float model trained by an earlier run ({cached})")
+        return load_model(cached)
+    print(f"training the float model: {config.float_epochs} epochs on {len(data.x_train)} samples")
+    model = train_digits_cnn(data, epochs=config.float_epochs, batch_size=config.batch_size,
+                             learning_rate=config.learning_rate, seed=config.seed,
+                             verbose=config.verbose)
+    tmp = work_dir / f".float_{key}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, cached)
+    return model
+
+
+def _keras_accuracy(model: keras.Model, data: Dataset) -> float:
+    probs = model.predict(data.x_test, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    names = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
+    """Runs the whole job and returns where the outputs are and what was measured.
+
+    Example:
+        >>> result = run_pipeline(PipelineConfig(output_dir="outputs"))
+        >>> result.report["headline"]["accuracy_drop_points"]
+    """
+    from tflite_opt.convert import convert
+    from tflite_opt.report import write_report
+    from tflite_opt.runtime import benchmark, evaluate_tflite
+    from tflite_opt.train import OptimizationPlan, Recipe, weight_stats
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    # 1. Validate everything the user gave before writing anything.
+    recipe = Recipe.from_file(config.recipe) if config.recipe else Recipe.default()
+    user_model = load_model(config.model) if config.model else None
+    input_shape = tuple(user_model.input_shape[1:]) if user_model is not None else (32, 32, 1)
+    data = load_data(config.data, input_shape, seed=config.seed)
+    output_dir = Path(config.output_dir)
+    work_dir = output_dir / ".work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    # 2. The float model: the user's, or the bundled CNN trained here.
+    t = time.perf_counter()
+    float_model = user_model if user_model is not None else _train_float_model(config, data, work_dir)
+    timings["float_training"] = time.perf_counter() - t
+    float_accuracy = _keras_accuracy(float_model, data)
+    print(f"float Keras test accuracy: {100 * float_accuracy:.2f}%")
+
+    # 3. The recipe's training stages (prune -> cluster -> QAT by default).
+    t = time.perf_counter()
+    plan_result = OptimizationPlan(recipe).run(
+        float_model, train_data=(data.x_train, data.y_train),
+        validation_data=(data.x_test, data.y_test), loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"], optimizer="adam", batch_size=config.batch_size,
+        checkpoint_dir=str(work_dir / f"plan_{_fingerprint(recipe.to_dict(), config.seed)}"),
+        verbose=config.verbose)
+    timings["optimization_stages"] = time.perf_counter() - t
+    optimized_accuracy = _keras_accuracy(plan_result.model, data)
+
+    reference = float_model.predict(data.x_test, batch_size=256, verbose=0)
+    calibration = data.x_train[: config.num_calibration_samples]
+    labels = [str(i) for i in range(data.num_classes)]
+    variants = []
+    with staged_output_dir(output_dir) as stage:
+        # 4. Convert the float baseline and the optimized model.
+        t = time.perf_counter()
+        stage_names = "+".join(record.name for record in plan_result.stages) or "no training"
+        conversions = [
+            ("float32", "float32", convert(float_model, "float32")),
+            (f"{recipe.precision} ({stage_names})", recipe.precision,
+             convert(plan_result.model, recipe.precision, representative_data=calibration,
+                     num_calibration_samples=config.num_calibration_samples)),
+        ]
+        timings["conversion"] = time.perf_counter() - t
+        # 5. Accuracy and latency of each file on the TFLite runtime.
+        t = time.perf_counter()
+        for name, precision, conversion in conversions:
+            filename = f"model_{precision}.tflite"
+            path = conversion.save(stage / filename, overwrite=True, labels=labels)
+            accuracy = evaluate_tflite(path, data.x_test, data.y_test, reference_outputs=reference,
+                                       num_threads=config.num_threads)
+            latency = benchmark(path, num_runs=config.benchmark_runs, num_threads=config.num_threads)
+            variants.append({
+                "name": name, "file": filename, "precision": precision,
+                "size_bytes": latency.size_bytes, "gzip_bytes": latency.gzip_bytes,
+                "accuracy": accuracy.accuracy, "agreement": accuracy.agreement,
+                "max_abs_diff": accuracy.max_abs_diff, "mean_abs_diff": accuracy.mean_abs_diff,
+                "conversion_time_s": conversion.conversion_time_s, "latency": latency.to_dict(),
+            })
+        timings["evaluation_and_benchmark"] = time.perf_counter() - t
+        float_variant, optimized = variants[0], variants[-1]
+        timings["total"] = time.perf_counter() - start
+        report = {
+            "model": {"source": config.model or "digits_cnn (trained here)",
+                      "input_shape": list(input_shape), "params": int(float_model.count_params())},
+            "data": {"name": data.name, "train_samples": len(data.x_train),
+                     "test_samples": len(data.x_test), "seed": config.seed},
+            "recipe": recipe.to_dict(),
+            "headline": {
+                "float_keras_accuracy": float_accuracy,
+                "optimized_keras_accuracy": optimized_accuracy,
+                "optimized_tflite_accuracy": optimized["accuracy"],
+                "accuracy_drop_points": 100 * (float_accuracy - optimized["accuracy"]),
+                "gzip_ratio_vs_float": optimized["gzip_bytes"] / float_variant["gzip_bytes"],
+                "size_ratio_vs_float": optimized["size_bytes"] / float_variant["size_bytes"],
+                "latency_ratio_vs_float": optimized["latency"]["median_us"]
+                / float_variant["latency"]["median_us"],
+            },
+            "variants": variants,
+            "stages": [s.to_dict() for s in plan_result.stages],
+            "weight_stats": weight_stats(plan_result.model),
+            "runtime": {"interpreter": optimized["latency"]["interpreter"],
+                        "num_threads": config.num_threads},
+            "timings_s": timings,
+            "versions": _versions(),
+            "config": dataclasses.asdict(config),
+        }
+        atomic_write_json(stage / "recipe.json", recipe.to_dict())
+        write_report(report, stage)
+    shutil.rmtree(work_dir, ignore_errors=True)  # the run finished: nothing left to resume
+    return PipelineResult(output_dir=output_dir, report=report)

@@ -1,0 +1,95 @@
+"""report.json, report.md and plots for a pipeline run, from its result dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from tflite_opt.files import atomic_write_json, atomic_write_text
+from tflite_opt.report.plots import plot_variants
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _kib(value: int) -> str:
+    return f"{value / 1024:.1f} KiB"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """Renders a pipeline report dict (``PipelineResult.to_dict()``) as markdown.
+
+    Example:
+        >>> text = render_markdown(json.load(open("outputs/report.json")))
+    """
+    headline = report["headline"]
+    lines = [
+        "# tflite_opt report", "",
+        f"Model: {report['model']['source']} — input {tuple(report['model']['input_shape'])}, "
+        f"{report['model']['params']:,} parameters. Data: {report['data']['name']} "
+        f"({report['data']['train_samples']} train / {report['data']['test_samples']} test).", "",
+        "## Headline", "",
+        f"- Float Keras test accuracy: {_pct(headline['float_keras_accuracy'])}",
+        f"- Optimized {report['recipe']['precision']} `.tflite` test accuracy: "
+        f"{_pct(headline['optimized_tflite_accuracy'])} "
+        f"(drop {headline['accuracy_drop_points']:+.2f} points vs float Keras)",
+        f"- gzip size: {headline['gzip_ratio_vs_float']:.3f}x the float32 `.tflite`",
+        f"- median latency: {headline['latency_ratio_vs_float']:.2f}x the float32 `.tflite` "
+        f"({report['runtime']['interpreter']}, {report['runtime']['num_threads']} thread(s))",
+        "", "## Variants", "",
+        "| variant | file | size | gzip | accuracy | agreement with float Keras | max abs diff | "
+        "latency median | p90 | min | max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report["variants"]:
+        lat = v["latency"]
+        lines.append(
+            f"| {v['name']} | `{v['file']}` | {_kib(v['size_bytes'])} | {_kib(v['gzip_bytes'])} | "
+            f"{_pct(v['accuracy'])} | {_pct(v['agreement'])} | {v['max_abs_diff']:.4f} | "
+            f"{lat['median_us']:.0f} µs | {lat['p90_us']:.0f} µs | {lat['min_us']:.0f} µs | "
+            f"{lat['max_us']:.0f} µs |")
+    lines += ["", "## Training stages", "",
+              "| stage | epochs | seconds | sparsity | max unique weights | metrics |",
+              "|---|---|---|---|---|---|"]
+    for s in report["stages"]:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in s.get("metrics", {}).items()
+                            if isinstance(v, (int, float)))
+        lines.append(f"| {s['name']} | {s['epochs']} | {s['seconds']:.1f} | {s['sparsity']:.3f} | "
+                     f"{s['max_unique_weights']} | {metrics} |")
+    if report.get("weight_stats"):
+        lines += ["", "## Weights of the optimized model", "",
+                  "| layer | weights | sparsity | unique values |", "|---|---|---|---|"]
+        for name, stats in report["weight_stats"].items():
+            lines.append(f"| {name} | {stats['size']} | {stats['sparsity']:.3f} | {stats['unique_values']} |")
+    lines += ["", "## Recipe", "", "```json", _json(report["recipe"]), "```", "",
+              "## Timings", ""]
+    lines += [f"- {k}: {v:.1f} s" for k, v in report["timings_s"].items()]
+    for plot in report.get("plots", []):
+        lines += ["", f"![{plot}]({plot})"]
+    lines += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}."]
+    return "\n".join(lines) + "\n"
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2)
+
+
+def write_report(report: Mapping[str, Any], output_dir: str | Path) -> list[Path]:
+    """Writes ``report.json``, ``report.md`` and ``variants.png`` into ``output_dir``.
+
+    Example:
+        >>> write_report(result.to_dict(), "outputs")
+    """
+    output_dir = Path(output_dir)
+    report = dict(report)
+    plot = plot_variants(report["variants"], output_dir / "variants.png",
+                         title=f"{report['model']['source']}: size, accuracy, latency")
+    report["plots"] = [plot.name]
+    return [
+        atomic_write_json(output_dir / "report.json", report),
+        atomic_write_text(output_dir / "report.md", render_markdown(report)),
+        plot,
+    ]
