@@ -1,0 +1,479 @@
+"""``convert()``: any Keras model, file or concrete function to a ``.tflite``, any precision.
+
+A user should never write TFLiteConverter glue again: this module picks the
+converter constructor for the model source, validates calibration data against
+the model's inputs *before* conversion, sets the precision's options from the
+:data:`~tflite_opt.convert.precision.PRECISIONS` registry, keeps the
+converter's log noise off the terminal, and turns converter failures (most often
+ops outside the TFLite builtins) into a :class:`~tflite_opt.errors.ConversionError`
+that says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from tflite_opt.convert import tensors
+from tflite_opt.convert._quiet import quiet_converter
+from tflite_opt.convert.precision import PRECISIONS, Precision
+from tflite_opt.data.calibration import (DEFAULT_NUM_SAMPLES, ImagePreprocessing, InputSpec,
+                                         iterate_samples, load_calibration_data)
+from tflite_opt.errors import ConversionError, DataError, InvalidArgumentError, ModelLoadError
+
+# Fewer samples than this gives activation ranges that depend on which images
+# happened to be picked; the TFLite docs suggest 100-500.
+MIN_CALIBRATION_SAMPLES = 10
+# A model whose weight matrices are at least this sparse is converted with
+# EXPERIMENTAL_SPARSITY when sparsity="auto".
+SPARSITY_THRESHOLD = 0.5
+_IO_TYPES = ("int8", "uint8", "int16", "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionResult:
+    """A converted model: the flatbuffer plus how it was made.
+
+    Attributes:
+        tflite_bytes: The ``.tflite`` flatbuffer.
+        precision: The :class:`Precision` used.
+        conversion_time_s: Wall time of the converter call (with calibration).
+        input_type / output_type: The dtype of the model's input and output tensors.
+        num_calibration_samples: Samples used for calibration (0 if none).
+        quantization_aware: Whether the model was quantization-aware trained.
+        sparsity_aware: Whether sparse weights were encoded (EXPERIMENTAL_SPARSITY).
+        weight_sparsity: Fraction of zeros in the model's weight matrices.
+        select_tf_ops: TensorFlow ops the model needs from the Flex delegate.
+        float_nodes: Nodes kept in float by accuracy-aware int8 (empty otherwise).
+        source: A short description of what was converted.
+
+    Example:
+        >>> result = convert(model, "int8", representative_data=x)
+        >>> result.save("out/model_int8.tflite")
+    """
+
+    tflite_bytes: bytes = dataclasses.field(repr=False)
+    precision: Precision
+    conversion_time_s: float
+    input_type: str
+    output_type: str
+    num_calibration_samples: int = 0
+    quantization_aware: bool = False
+    sparsity_aware: bool = False
+    weight_sparsity: float = 0.0
+    select_tf_ops: tuple[str, ...] = ()
+    float_nodes: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite_bytes)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.tflite_bytes).hexdigest()
+
+    @property
+    def requires_flex_delegate(self) -> bool:
+        return bool(self.select_tf_ops)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the bytes are summarized by size and sha256)."""
+        return {"precision": self.precision.value, "size_bytes": self.size_bytes,
+                "sha256": self.sha256, "conversion_time_s": round(self.conversion_time_s, 4),
+                "input_type": self.input_type, "output_type": self.output_type,
+                "num_calibration_samples": self.num_calibration_samples,
+                "quantization_aware": self.quantization_aware,
+                "sparsity_aware": self.sparsity_aware,
+                "weight_sparsity": round(self.weight_sparsity, 4),
+                "select_tf_ops": list(self.select_tf_ops),
+                "requires_flex_delegate": self.requires_flex_delegate,
+                "float_nodes": list(self.float_nodes), "source": self.source}
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False,
+             labels: Sequence[str] | str | os.PathLike | None = None,
+             normalization: ImagePreprocessing | Mapping[str, Any] | None = None) -> Path:
+        """Writes the ``.tflite``, its sidecar ``.json`` and ``labels.txt`` atomically.
+
+        Args:
+            path: Destination ``.tflite`` file; the sidecar is the same path with ``.json``.
+            overwrite: Replace existing files. Defaults to False (raises
+                ``OutputExistsError`` before writing anything).
+            labels: Class names (a list, or a text file with one per line); written
+                to ``labels.txt`` beside the model and into the sidecar.
+            normalization: The preprocessing the app must apply, e.g.
+                ``ImagePreprocessing(scale=1/255)`` or a dict; goes into the sidecar.
+
+        Returns:
+            The path of the ``.tflite`` file.
+
+        Example:
+            >>> result.save("out/model_int8.tflite", labels=[str(d) for d in range(10)],
+            ...             normalization=ImagePreprocessing(scale=1 / 255))
+        """
+        from tflite_opt.convert.sidecar import save_with_sidecar
+
+        return save_with_sidecar(self, path, overwrite=overwrite, labels=labels,
+                                 normalization=normalization)
+
+
+@dataclasses.dataclass
+class _Source:
+    """A resolved model source: how to build a converter, and what the inputs are."""
+
+    make_converter: Callable[[], Any]
+    input_specs: list[InputSpec]
+    description: str
+    keras_model: Any = None
+    quantization_aware: bool = False
+    weight_sparsity: float = 0.0
+    cleanup: Callable[[], None] = lambda: None
+
+
+def convert(model: Any, precision: str | Precision = "float32", representative_data: Any = None,
+            num_calibration_samples: int = DEFAULT_NUM_SAMPLES, input_type: str | None = None,
+            output_type: str | None = None, allow_select_tf_ops: bool = False, *,
+            preprocessing: ImagePreprocessing | None = None, sparsity: bool | str = "auto",
+            progress: bool = True, quiet: bool = True) -> ConversionResult:
+    """Converts a model to TFLite at the given precision.
+
+    Args:
+        model: A ``tf_keras`` model, a Keras 3 model, a ``.keras``/``.h5`` file, a
+            SavedModel folder, or a ``tf.function`` concrete function.
+        precision: ``"float32"``, ``"float16"``, ``"dynamic"``, ``"int8"`` or
+            ``"int16x8"``. Defaults to ``"float32"``.
+        representative_data: Calibration inputs for ``int8``/``int16x8`` (ignored
+            by the other precisions): a numpy array ``(N, *input_shape)``, an
+            ``.npy``/``.npz`` path, a ``tf.data.Dataset``, a generator function or
+            a folder of images. Not needed for quantization-aware-trained models.
+        num_calibration_samples: How many samples to calibrate on (a progress bar
+            shows them). Defaults to 100.
+        input_type: Dtype of the input tensor: ``"int8"`` (default for int8),
+            ``"uint8"`` or ``"float32"`` for int8; ``"float32"`` (default) or
+            ``"int16"`` for int16x8; ``"float32"`` otherwise.
+        output_type: Same choices for the output tensor. Defaults to ``input_type``'s default.
+        allow_select_tf_ops: Let ops outside the TFLite builtins run as TensorFlow
+            (Flex) ops; the app then needs the Flex delegate. Defaults to False.
+        preprocessing: How images of an image-folder source become model input.
+            Defaults to pixels scaled to [0, 1].
+        sparsity: ``True`` to encode sparse weights (``EXPERIMENTAL_SPARSITY``),
+            ``False`` not to, ``"auto"`` to do it when at least half the weights are
+            zero (a pruned model). Defaults to ``"auto"``.
+        progress: Show a calibration progress bar. Defaults to True.
+        quiet: Keep the converter's log output off the terminal. Defaults to True.
+
+    Returns:
+        A :class:`ConversionResult`.
+
+    Raises:
+        InvalidArgumentError: unknown precision or input/output type.
+        ModelLoadError: the model path cannot be loaded.
+        DataError: calibration data missing, empty, too small, NaN, or of the
+            wrong shape/dtype (checked before conversion starts).
+        ConversionError: the converter failed, e.g. ops outside the builtins.
+
+    Example:
+        >>> from tflite_opt.convert import convert
+        >>> result = convert(model, "int8", representative_data=data.x_train)
+        >>> result.save("out/model_int8.tflite")
+    """
+    from tflite_opt._keras import tf
+
+    prec = Precision.parse(precision)
+    spec = PRECISIONS[prec]
+    in_type, out_type = _io_types(prec, input_type, output_type)
+    if not isinstance(allow_select_tf_ops, bool):
+        raise InvalidArgumentError(f"allow_select_tf_ops must be True or False, got {allow_select_tf_ops!r}")
+    if sparsity not in (True, False, "auto"):
+        raise InvalidArgumentError(f"sparsity must be True, False or 'auto', got {sparsity!r}")
+    source = _resolve(model)
+    try:
+        calibration: list[np.ndarray] | None = None
+        if spec.needs_calibration and not source.quantization_aware:
+            if representative_data is None:
+                raise DataError(
+                    f"precision={prec.value!r} needs representative_data (about 100-500 typical "
+                    f"inputs of shape {[tuple(s.shape) for s in source.input_specs]}) to calibrate "
+                    "activation ranges; pass representative_data= / --representative_data=, or use "
+                    "precision='dynamic' which needs none")
+            calibration = load_calibration_data(
+                representative_data, source.input_specs, num_samples=num_calibration_samples,
+                min_samples=min(MIN_CALIBRATION_SAMPLES, num_calibration_samples),
+                preprocessing=preprocessing)
+        use_sparsity = (sparsity is True) or (sparsity == "auto" and
+                                             source.weight_sparsity >= SPARSITY_THRESHOLD)
+        converter = _build_converter(source, prec, calibration, in_type, out_type,
+                                     allow_select_tf_ops, use_sparsity, progress)
+        start = time.perf_counter()
+        with quiet_converter(quiet) as captured:
+            converter._progress_stream = captured.terminal  # read by the calibration bar
+            try:
+                tflite_bytes = converter.convert()
+            except Exception as exc:  # noqa: BLE001 - translated below
+                failure: Exception | None = exc
+            else:
+                failure = None
+        if failure is not None:
+            raise _conversion_error(failure, captured.text, prec, allow_select_tf_ops) from failure
+        elapsed = time.perf_counter() - start
+    finally:
+        source.cleanup()
+    flex = tuple(tensors.flex_ops(tflite_bytes)) if allow_select_tf_ops else ()
+    io = tensors.io_details(tflite_bytes) if not flex else None
+    return ConversionResult(
+        tflite_bytes=bytes(tflite_bytes), precision=prec, conversion_time_s=elapsed,
+        input_type=io["inputs"][0]["dtype"] if io else in_type,
+        output_type=io["outputs"][0]["dtype"] if io else out_type,
+        num_calibration_samples=0 if calibration is None else len(calibration[0]),
+        quantization_aware=source.quantization_aware, sparsity_aware=use_sparsity,
+        weight_sparsity=source.weight_sparsity, select_tf_ops=flex, source=source.description)
+
+
+# ----------------------------------------------------------------------------- converter
+
+
+def _io_types(prec: Precision, input_type: str | None, output_type: str | None) -> tuple[str, str]:
+    allowed = PRECISIONS[prec].io_types
+    chosen = []
+    for arg, value in (("input_type", input_type), ("output_type", output_type)):
+        value = allowed[0] if value is None else str(getattr(value, "name", value)).lower()
+        if value not in allowed:
+            raise InvalidArgumentError(f"{arg}={value!r} is not available for precision="
+                                       f"{prec.value!r}; accepted: {', '.join(allowed)}")
+        chosen.append(value)
+    return chosen[0], chosen[1]
+
+
+def _build_converter(source: _Source, prec: Precision, calibration: list[np.ndarray] | None,
+                     in_type: str, out_type: str, allow_select_tf_ops: bool, use_sparsity: bool,
+                     progress: bool) -> Any:
+    from tflite_opt._keras import tf
+
+    converter = source.make_converter()
+    PRECISIONS[prec].configure(converter, source.quantization_aware)
+    if prec == Precision.INT8 and source.quantization_aware:
+        # QAT models carry their own ranges; restricting to int8 builtins would
+        # still be right, but the default op set gives clearer errors for odd layers.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if calibration is not None:
+        converter.representative_dataset = iterate_samples(
+            calibration, progress=_progress_bar(converter, len(calibration[0]), progress))
+    converter.inference_input_type = tf.as_dtype(in_type)
+    converter.inference_output_type = tf.as_dtype(out_type)
+    if allow_select_tf_ops:
+        ops = list(converter.target_spec.supported_ops)
+        if tf.lite.OpsSet.TFLITE_BUILTINS_INT8 in ops:
+            # Flex ops run in float, so int8 + Flex needs the float builtins as glue.
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = set(ops) | {tf.lite.OpsSet.SELECT_TF_OPS}
+    if use_sparsity:
+        converter.optimizations = list(converter.optimizations) + [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    return converter
+
+
+def _progress_bar(converter: Any, total: int, enabled: bool) -> Callable:
+    from tqdm.auto import tqdm
+
+    def wrap(indices):
+        stream = getattr(converter, "_progress_stream", None)
+        yield from tqdm(indices, total=total, desc="calibrating", unit="sample",
+                        disable=not enabled, file=stream, leave=False)
+
+    return wrap
+
+
+_FLEX_RE = re.compile(r"TF Select ops:\s*([^\n]+)")
+_CUSTOM_RE = re.compile(r"Custom ops:\s*([^\n]+)")
+
+
+def _conversion_error(exc: Exception, log: str, prec: Precision, allowed: bool) -> ConversionError:
+    text = f"{exc}\n{log}"
+    flex = sorted({o.strip() for m in _FLEX_RE.findall(text) for o in m.split(",") if o.strip()})
+    custom = sorted({o.strip() for m in _CUSTOM_RE.findall(text) for o in m.split(",") if o.strip()})
+    if flex and not allowed:
+        extra = f" (and custom ops with no TFLite kernel: {', '.join(custom)})" if custom else ""
+        return ConversionError(
+            f"the model needs TensorFlow ops outside the TFLite builtins: {', '.join(flex)}{extra}; "
+            "pass allow_select_tf_ops=True (or --allow_select_tf_ops) to keep them as Flex ops, "
+            "and the app must then link the Flex delegate (tensorflow-lite-select-tf-ops)")
+    if custom:
+        return ConversionError(
+            f"the model uses ops that neither TFLite nor the Flex delegate can run: "
+            f"{', '.join(custom)}; replace these layers (or implement them as TFLite custom ops)")
+    if "quantiz" in text.lower() and prec in (Precision.INT8, Precision.INT16X8):
+        hint = ("; an op may lack an integer kernel: try precision='dynamic', or "
+                "allow_select_tf_ops=True, or accuracy-aware int8 which keeps layers in float")
+    else:
+        hint = ""
+    first = _first_error_line(str(exc)) or _first_error_line(log) or type(exc).__name__
+    return ConversionError(f"TFLite conversion to {prec.value} failed: {first}{hint}")
+
+
+def _first_error_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line and ("error" in line.lower() or "not supported" in line.lower()):
+            return line[:400]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:400] if lines else ""
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _resolve(model: Any) -> _Source:
+    from tflite_opt._keras import keras, tf
+
+    if isinstance(model, (str, os.PathLike)):
+        from tflite_opt.models.loading import load_model, model_format
+
+        fmt = model_format(model)
+        if fmt == "saved_model":
+            return _saved_model_source(Path(model))
+        return _keras_source(load_model(model), f"{fmt} file {os.fspath(model)!r}")
+    if isinstance(model, keras.Model):
+        return _keras_source(model, f"tf_keras model {model.name!r}")
+    if _is_keras3_model(model):
+        return _keras3_source(model)
+    if hasattr(model, "structured_input_signature") and hasattr(model, "graph"):
+        return _concrete_function_source(model)
+    if hasattr(model, "get_concrete_function"):
+        raise InvalidArgumentError(
+            "model is a tf.function without a signature; pass "
+            "fn.get_concrete_function(tf.TensorSpec(shape, dtype)) instead")
+    raise InvalidArgumentError(
+        f"model has type {type(model).__name__}; accepted: a tf_keras or Keras 3 model, a "
+        ".keras/.h5 file or SavedModel folder path, or a concrete function")
+
+
+def _specs_from_tensors(tensors_: Sequence[Any], names: Sequence[str] | None = None) -> list[InputSpec]:
+    specs = []
+    for i, t in enumerate(tensors_):
+        shape = tuple(t.shape.as_list()[1:]) if t.shape.rank else ()
+        name = (names[i] if names else getattr(t, "name", f"input_{i}")).split(":")[0]
+        specs.append(InputSpec(name, shape, t.dtype.name))
+    return specs
+
+
+def _weight_sparsity(weights: Sequence[np.ndarray]) -> float:
+    # Only matrices/kernels: biases and BN vectors are never pruned.
+    mats = [w for w in weights if w.ndim >= 2]
+    total = sum(w.size for w in mats)
+    return float(sum(int(np.sum(w == 0)) for w in mats) / total) if total else 0.0
+
+
+def _is_qat(model: Any) -> bool:
+    for layer in _all_layers(model):
+        cls = type(layer)
+        if cls.__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer") or \
+                "quantization.keras" in cls.__module__:
+            return True
+    return False
+
+
+def _all_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def _keras_source(model: Any, description: str) -> _Source:
+    from tflite_opt._keras import tf
+
+    if any(type(l).__name__ == "PruneLowMagnitude" for l in _all_layers(model)):
+        raise InvalidArgumentError(
+            f"model {model.name!r} still has pruning wrappers (PruneLowMagnitude); call "
+            "tflite_opt's strip (tfmot.sparsity.keras.strip_pruning) before converting")
+    if any(type(l).__name__ == "ClusterWeights" for l in _all_layers(model)):
+        raise InvalidArgumentError(
+            f"model {model.name!r} still has clustering wrappers (ClusterWeights); call "
+            "tfmot.clustering.keras.strip_clustering before converting")
+    if not model.inputs:
+        raise InvalidArgumentError(f"model {model.name!r} has no defined inputs (a subclassed model "
+                                   "that was never built); call it on data or build it first")
+    specs = _specs_from_tensors(model.inputs, [t.name for t in model.inputs])
+    return _Source(lambda: tf.lite.TFLiteConverter.from_keras_model(model), specs, description,
+                   keras_model=model, quantization_aware=_is_qat(model),
+                   weight_sparsity=_weight_sparsity(model.get_weights()))
+
+
+def _is_keras3_model(model: Any) -> bool:
+    mod = type(model).__module__
+    if not mod.startswith("keras"):
+        return False
+    try:
+        import keras as keras3
+    except ImportError:
+        return False
+    return isinstance(model, keras3.Model)
+
+
+def _keras3_source(model: Any) -> _Source:
+    from tflite_opt._keras import tf
+
+    tmp = tempfile.TemporaryDirectory(prefix="tflite_opt_keras3_")
+    export_dir = os.path.join(tmp.name, "saved_model")
+    try:
+        with quiet_converter():
+            model.export(export_dir, format="tf_saved_model")
+    except Exception as exc:  # noqa: BLE001
+        tmp.cleanup()
+        raise ConversionError(
+            f"could not export Keras 3 model {getattr(model, 'name', '?')!r} for the TFLite "
+            f"converter ({type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}); "
+            "Keras 3 conversion needs the TensorFlow backend (KERAS_BACKEND=tensorflow); or save it "
+            "and rebuild it with tf_keras") from exc
+    specs = [InputSpec(getattr(t, "name", f"input_{i}") or f"input_{i}", tuple(t.shape[1:]),
+                       str(getattr(t, "dtype", "float32")).replace("tf.", ""))
+             for i, t in enumerate(model.inputs)]
+    source = _Source(lambda: tf.lite.TFLiteConverter.from_saved_model(export_dir), specs,
+                     f"Keras 3 model {model.name!r}",
+                     weight_sparsity=_weight_sparsity([np.asarray(w) for w in model.get_weights()]),
+                     cleanup=tmp.cleanup)
+    return source
+
+
+def _saved_model_source(path: Path) -> _Source:
+    from tflite_opt._keras import tf
+
+    try:
+        with quiet_converter():
+            loaded = tf.saved_model.load(os.fspath(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not load SavedModel {str(path)!r}: {str(exc)[:300]}") from exc
+    sigs = dict(loaded.signatures)
+    if not sigs:
+        raise ModelLoadError(f"SavedModel {str(path)!r} has no signatures; export it with a "
+                             "serving signature (model.export(path) or tf.saved_model.save(..., "
+                             "signatures=...))")
+    key = "serving_default" if "serving_default" in sigs else sorted(sigs)[0]
+    fn = sigs[key]
+    _, kwargs = fn.structured_input_signature
+    specs = [InputSpec(name, tuple(spec.shape.as_list()[1:]), spec.dtype.name)
+             for name, spec in sorted(kwargs.items())]
+    qat = any(op.type.startswith("FakeQuant") for op in fn.graph.get_operations())
+    weights = [v.numpy() for v in getattr(loaded, "variables", [])]
+    return _Source(lambda: tf.lite.TFLiteConverter.from_saved_model(os.fspath(path), [key]), specs,
+                   f"SavedModel {str(path)!r}", quantization_aware=qat,
+                   weight_sparsity=_weight_sparsity(weights))
+
+
+def _concrete_function_source(fn: Any) -> _Source:
+    from tflite_opt._keras import tf
+
+    inputs = [t for t in fn.inputs if t.dtype != tf.resource]
+    specs = _specs_from_tensors(inputs)
+    qat = any(op.type.startswith("FakeQuant") for op in fn.graph.get_operations())
+    return _Source(lambda: tf.lite.TFLiteConverter.from_concrete_functions([fn]), specs,
+                   f"concrete function {fn.name!r}", quantization_aware=qat)
