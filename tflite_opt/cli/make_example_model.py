@@ -41,7 +41,8 @@ def main(argv) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=output.suffix, dir=output.parent)
     os.close(fd)
     try:
-        model.save(tmp)
+        model.save(tmp, include_optimizer=False)  # users fine-tune with their own optimizer
+        os.chmod(tmp, 0o644)
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):
