@@ -259,10 +259,6 @@ def _build_converter(source: _Source, prec: Precision, calibration: list[np.ndar
 
     converter = source.make_converter()
     PRECISIONS[prec].configure(converter, source.quantization_aware)
-    if prec == Precision.INT8 and source.quantization_aware:
-        # QAT models carry their own ranges; restricting to int8 builtins would
-        # still be right, but the default op set gives clearer errors for odd layers.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if calibration is not None:
         converter.representative_dataset = iterate_samples(
             calibration, progress=_progress_bar(converter, len(calibration[0]), progress))
@@ -472,8 +468,10 @@ def _saved_model_source(path: Path) -> _Source:
 def _concrete_function_source(fn: Any) -> _Source:
     from tflite_opt._keras import tf
 
-    inputs = [t for t in fn.inputs if t.dtype != tf.resource]
-    specs = _specs_from_tensors(inputs)
+    # structured_input_signature, not fn.inputs: the latter also lists captured weights.
+    flat = [t for t in tf.nest.flatten(fn.structured_input_signature) if isinstance(t, tf.TensorSpec)]
+    specs = [InputSpec(t.name or f"input_{i}", tuple(t.shape.as_list()[1:]) if t.shape.rank else (),
+                       t.dtype.name) for i, t in enumerate(flat)]
     qat = any(op.type.startswith("FakeQuant") for op in fn.graph.get_operations())
     return _Source(lambda: tf.lite.TFLiteConverter.from_concrete_functions([fn]), specs,
                    f"concrete function {fn.name!r}", quantization_aware=qat)

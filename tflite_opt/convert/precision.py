@@ -85,6 +85,11 @@ def _int8(converter: Any, qat: bool) -> None:
     from tflite_opt._keras import tf
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if qat:
+        # QAT models carry their own ranges; the converter insists on a
+        # representative dataset once the op set is restricted, so leave it open
+        # (inference_input/output_type still make the model fully int8).
+        return
     # Builtins-int8 only: an op without an int8 kernel fails conversion instead of
     # silently staying float, which would break NPU/Edge TPU deployment.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
