@@ -1,0 +1,100 @@
+"""The contract the pipeline relies on: read_tflite, evaluate_tflite, benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tflite_opt.errors import InvalidTFLiteError
+from tflite_opt.runtime import (AccuracyResult, BenchmarkResult, benchmark, evaluate_tflite,
+                                read_tflite)
+
+
+def test_read_tflite_valid_file_returns_its_bytes(tflite_files):
+    data = read_tflite(tflite_files["float"])
+    assert data == tflite_files["float"].read_bytes()
+    assert read_tflite(data) == data
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty"),
+    (b"hello, this is a text file\n" * 4, "identifier"),
+    (b"\x00" * 64, "identifier"),
+])
+def test_read_tflite_bad_content_raises_invalid_tflite(tmp_path, content, reason):
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(content)
+    with pytest.raises(InvalidTFLiteError, match=reason) as info:
+        read_tflite(path)
+    assert "bad.tflite" in str(info.value)
+
+
+def test_read_tflite_truncated_file_raises_invalid_tflite(tflite_files, tmp_path):
+    data = tflite_files["float"].read_bytes()
+    for cut in (16, len(data) // 2, len(data) - 1):
+        path = tmp_path / f"cut{cut}.tflite"
+        path.write_bytes(data[:cut])
+        with pytest.raises(InvalidTFLiteError, match=f"cut{cut}.tflite"):
+            read_tflite(path)
+
+
+def test_read_tflite_missing_file_raises_invalid_tflite(tmp_path):
+    with pytest.raises(InvalidTFLiteError, match="does not exist"):
+        read_tflite(tmp_path / "nope.tflite")
+
+
+def test_read_tflite_oversized_file_raises_invalid_tflite(tflite_files):
+    with pytest.raises(InvalidTFLiteError, match="larger than"):
+        read_tflite(tflite_files["float"], max_bytes=1000)
+
+
+def test_evaluate_float_model_matches_keras_exactly(tflite_files, digits16, keras_reference):
+    acc = evaluate_tflite(tflite_files["float"], digits16.x_test, digits16.y_test,
+                          reference_outputs=keras_reference)
+    keras_accuracy = float(np.mean(np.argmax(keras_reference, 1) == digits16.y_test))
+    assert isinstance(acc, AccuracyResult)
+    assert acc.num_samples == len(digits16.x_test)
+    assert acc.agreement == 1.0
+    assert acc.max_abs_diff < 1e-4
+    assert acc.accuracy == pytest.approx(keras_accuracy)
+    assert acc.accuracy > 0.5  # trained: well above the 0.1 of chance
+    assert acc.interpreter == "ai_edge_litert"
+    assert acc.batch_mode == "batched"
+    json.dumps(acc.to_dict())
+
+
+def test_evaluate_int8_model_dequantizes_outputs_close_to_keras(tflite_files, digits16,
+                                                                 keras_reference):
+    acc = evaluate_tflite(tflite_files["int8"], digits16.x_test, digits16.y_test,
+                          reference_outputs=keras_reference)
+    # Softmax outputs dequantized with scale 1/256: a few steps of error at most.
+    assert acc.max_abs_diff < 0.15
+    assert acc.mean_abs_diff < 0.01
+    assert acc.agreement > 0.9
+    keras_accuracy = float(np.mean(np.argmax(keras_reference, 1) == digits16.y_test))
+    assert abs(acc.accuracy - keras_accuracy) < 0.05
+
+
+def test_evaluate_with_one_hot_labels_and_threads_gives_same_accuracy(tflite_files, digits16):
+    plain = evaluate_tflite(tflite_files["int8"], digits16.x_test, digits16.y_test)
+    one_hot = np.eye(10)[digits16.y_test]
+    other = evaluate_tflite(tflite_files["int8"], digits16.x_test, one_hot, num_threads=2,
+                            batch_size=7)
+    assert other.accuracy == plain.accuracy
+    assert plain.agreement is None and plain.max_abs_diff is None
+
+
+def test_benchmark_returns_ordered_statistics(tflite_files):
+    bench = benchmark(tflite_files["int8"], num_runs=20, warmup_runs=2)
+    assert isinstance(bench, BenchmarkResult)
+    assert bench.num_runs == 20 and len(bench.timings_us) == 20
+    assert 0 < bench.min_us <= bench.median_us <= bench.p90_us <= bench.p99_us <= bench.max_us
+    assert bench.min_us <= bench.mean_us <= bench.max_us
+    assert bench.init_us > 0 and bench.first_inference_us > 0
+    assert bench.size_bytes == tflite_files["int8"].stat().st_size
+    assert 0 < bench.gzip_bytes < bench.size_bytes
+    assert bench.peak_memory_bytes > 0
+    assert bench.interpreter == "ai_edge_litert"
+    json.dumps(bench.to_dict())
