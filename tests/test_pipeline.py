@@ -15,7 +15,7 @@ TINY_RECIPE = {
     "precision": "int8",
     "stages": [
         {"type": "prune", "target_sparsity": 0.5, "epochs": 1},
-        {"type": "cluster", "num_clusters": 8, "epochs": 1},
+        {"type": "cluster", "number_of_clusters": 8, "epochs": 1},
         {"type": "qat", "scheme": "pcqat", "epochs": 1},
     ],
 }

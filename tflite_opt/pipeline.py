@@ -23,7 +23,7 @@ import numpy as np
 from tflite_opt._keras import keras
 from tflite_opt.data.digits import Dataset, load_digits
 from tflite_opt.errors import DataError, InvalidArgumentError
-from tflite_opt.files import atomic_write_json, staged_output_dir
+from tflite_opt.files import staged_output_dir
 from tflite_opt.models.loading import load_model
 from tflite_opt.models.training import train_digits_cnn
 
@@ -253,7 +253,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             "versions": _versions(),
             "config": dataclasses.asdict(config),
         }
-        atomic_write_json(stage / "recipe.json", recipe.to_dict())
+        recipe.save(stage / "recipe.json", overwrite=True)
         write_report(report, stage)
     shutil.rmtree(work_dir, ignore_errors=True)  # the run finished: nothing left to resume
     return PipelineResult(output_dir=output_dir, report=report)

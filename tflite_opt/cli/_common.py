@@ -27,6 +27,7 @@ def run(main: Callable[[Sequence[str]], int | None]) -> None:
     """
 
     def guarded(argv: Sequence[str]) -> int | None:
+        _quiet_tensorflow_logs()
         try:
             return main(argv)
         except TfliteOptError as exc:
@@ -44,6 +45,22 @@ def run(main: Callable[[Sequence[str]], int | None]) -> None:
         return argv
 
     app.run(guarded, flags_parser=parse_flags)
+
+
+def _quiet_tensorflow_logs() -> None:
+    """Keeps TensorFlow's INFO lines (checkpoint sharding, ...) off the user's terminal.
+
+    TensorFlow's Python logger prints through its own handler *and* propagates to the
+    handler absl installs, so every warning would show twice; ``--verbosity=0`` (absl's
+    INFO) brings them all back.
+    """
+    import logging
+
+    if flags.FLAGS["verbosity"].present:
+        return
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.setLevel(logging.WARNING)
+    tf_logger.propagate = False
 
 
 def reject_extra_args(argv: Sequence[str]) -> None:
