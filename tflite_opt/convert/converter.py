@@ -185,8 +185,50 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
         >>> result = convert(model, "int8", representative_data=data.x_train)
         >>> result.save("out/model_int8.tflite")
     """
-    from tflite_opt._keras import tf
+    prepared = _prepare(model, precision, representative_data, num_calibration_samples, input_type,
+                        output_type, allow_select_tf_ops, preprocessing, sparsity, progress)
+    try:
+        tflite_bytes, elapsed = _run_converter(prepared, prepared.converter, quiet)
+    finally:
+        prepared.source.cleanup()
+    return prepared.result(tflite_bytes, elapsed)
 
+
+@dataclasses.dataclass
+class _Prepared:
+    """A validated conversion request with its configured converter."""
+
+    source: _Source
+    converter: Any
+    precision: Precision
+    calibration: list[np.ndarray] | None
+    input_type: str
+    output_type: str
+    allow_select_tf_ops: bool
+    sparsity_aware: bool
+
+    def result(self, tflite_bytes: bytes, elapsed: float,
+               float_nodes: Sequence[str] = ()) -> ConversionResult:
+        flex = tuple(tensors.flex_ops(tflite_bytes)) if self.allow_select_tf_ops else ()
+        io = tensors.io_details(tflite_bytes) if not flex else None
+        return ConversionResult(
+            tflite_bytes=bytes(tflite_bytes), precision=self.precision, conversion_time_s=elapsed,
+            input_type=io["inputs"][0]["dtype"] if io else self.input_type,
+            output_type=io["outputs"][0]["dtype"] if io else self.output_type,
+            num_calibration_samples=0 if self.calibration is None else len(self.calibration[0]),
+            quantization_aware=self.source.quantization_aware, sparsity_aware=self.sparsity_aware,
+            weight_sparsity=self.source.weight_sparsity, select_tf_ops=flex,
+            float_nodes=tuple(float_nodes), source=self.source.description)
+
+
+def _prepare(model: Any, precision: str | Precision, representative_data: Any,
+             num_calibration_samples: int, input_type: str | None, output_type: str | None,
+             allow_select_tf_ops: bool, preprocessing: ImagePreprocessing | None,
+             sparsity: bool | str, progress: bool) -> _Prepared:
+    """Validates every argument and the calibration data, then configures a converter.
+
+    The caller owns ``prepared.source.cleanup()``.
+    """
     prec = Precision.parse(precision)
     spec = PRECISIONS[prec]
     in_type, out_type = _io_types(prec, input_type, output_type)
@@ -194,6 +236,10 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
         raise InvalidArgumentError(f"allow_select_tf_ops must be True or False, got {allow_select_tf_ops!r}")
     if sparsity not in (True, False, "auto"):
         raise InvalidArgumentError(f"sparsity must be True, False or 'auto', got {sparsity!r}")
+    if isinstance(num_calibration_samples, bool) or not isinstance(num_calibration_samples, (int, np.integer)) \
+            or num_calibration_samples < 1:
+        raise InvalidArgumentError(f"num_calibration_samples must be a positive integer, got "
+                                   f"{num_calibration_samples!r}")
     source = _resolve(model)
     try:
         calibration: list[np.ndarray] | None = None
@@ -205,36 +251,35 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
                     "activation ranges; pass representative_data= / --representative_data=, or use "
                     "precision='dynamic' which needs none")
             calibration = load_calibration_data(
-                representative_data, source.input_specs, num_samples=num_calibration_samples,
-                min_samples=min(MIN_CALIBRATION_SAMPLES, num_calibration_samples),
+                representative_data, source.input_specs, num_samples=int(num_calibration_samples),
+                min_samples=min(MIN_CALIBRATION_SAMPLES, int(num_calibration_samples)),
                 preprocessing=preprocessing)
         use_sparsity = (sparsity is True) or (sparsity == "auto" and
                                              source.weight_sparsity >= SPARSITY_THRESHOLD)
         converter = _build_converter(source, prec, calibration, in_type, out_type,
                                      allow_select_tf_ops, use_sparsity, progress)
-        start = time.perf_counter()
-        with quiet_converter(quiet) as captured:
-            converter._progress_stream = captured.terminal  # read by the calibration bar
-            try:
-                tflite_bytes = converter.convert()
-            except Exception as exc:  # noqa: BLE001 - translated below
-                failure: Exception | None = exc
-            else:
-                failure = None
-        if failure is not None:
-            raise _conversion_error(failure, captured.text, prec, allow_select_tf_ops) from failure
-        elapsed = time.perf_counter() - start
-    finally:
+    except BaseException:
         source.cleanup()
-    flex = tuple(tensors.flex_ops(tflite_bytes)) if allow_select_tf_ops else ()
-    io = tensors.io_details(tflite_bytes) if not flex else None
-    return ConversionResult(
-        tflite_bytes=bytes(tflite_bytes), precision=prec, conversion_time_s=elapsed,
-        input_type=io["inputs"][0]["dtype"] if io else in_type,
-        output_type=io["outputs"][0]["dtype"] if io else out_type,
-        num_calibration_samples=0 if calibration is None else len(calibration[0]),
-        quantization_aware=source.quantization_aware, sparsity_aware=use_sparsity,
-        weight_sparsity=source.weight_sparsity, select_tf_ops=flex, source=source.description)
+        raise
+    return _Prepared(source, converter, prec, calibration, in_type, out_type,
+                     allow_select_tf_ops, use_sparsity)
+
+
+def _run_converter(prepared: _Prepared, converter: Any, quiet: bool) -> tuple[bytes, float]:
+    """Runs ``converter.convert()`` quietly; returns (bytes, seconds) or raises ConversionError."""
+    start = time.perf_counter()
+    with quiet_converter(quiet) as captured:
+        converter._progress_stream = captured.terminal  # read by the calibration bar
+        try:
+            tflite_bytes = converter.convert()
+        except Exception as exc:  # noqa: BLE001 - translated below
+            failure: Exception | None = exc
+        else:
+            failure = None
+    if failure is not None:
+        raise _conversion_error(failure, captured.text, prepared.precision,
+                                prepared.allow_select_tf_ops) from failure
+    return bytes(tflite_bytes), time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------- converter
