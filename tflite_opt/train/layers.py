@@ -1,0 +1,201 @@
+"""Which layers of a model can be pruned, clustered or quantized, and which the policy selects.
+
+The registry here is the one place that knows, per method, whether a layer can be wrapped and
+which of its variables are "kernels" (the weights that sparsity and clustering act on). It defers
+to tfmot's own registries so that it never claims more than tfmot can do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator
+
+from tflite_opt._keras import keras
+from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
+from tflite_opt.train.recipe import LayerPolicy
+
+# Layer classes whose kernels tflite_opt reports in weight_stats, with the attribute names of
+# those kernels. Order matters: subclasses first (SeparableConv2D and DepthwiseConv2D are Conv2Ds).
+KERNEL_ATTRS: dict[type, tuple[str, ...]] = {
+    keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.DepthwiseConv2D: ("depthwise_kernel",),
+    keras.layers.Conv1D: ("kernel",),
+    keras.layers.Conv2D: ("kernel",),
+    keras.layers.Conv3D: ("kernel",),
+    keras.layers.Dense: ("kernel",),
+    keras.layers.Embedding: ("embeddings",),
+}
+
+CONV_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+              keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D,
+              keras.layers.SeparableConv2D)
+
+
+def tfmot():
+    """Imports tfmot lazily (it is slow to import and only needed once training starts)."""
+    import tensorflow_model_optimization as _tfmot
+
+    return _tfmot
+
+
+def kernel_attrs(layer: keras.layers.Layer) -> tuple[str, ...]:
+    """Names of ``layer``'s kernel attributes (empty for layers without kernels)."""
+    for cls, attrs in KERNEL_ATTRS.items():
+        if isinstance(layer, cls):
+            return attrs
+    return ()
+
+
+def _prunable(layer: keras.layers.Layer) -> bool:
+    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
+
+    if isinstance(layer, prunable_layer.PrunableLayer):
+        return bool(layer.get_prunable_weights())
+    registry = prune_registry.PruneRegistry
+    return registry.supports(layer) and bool(registry._weight_names(layer))  # noqa: SLF001
+
+
+def _clusterable(layer: keras.layers.Layer) -> bool:
+    from tensorflow_model_optimization.python.core.clustering.keras import clusterable_layer, clustering_registry
+
+    if isinstance(layer, clusterable_layer.ClusterableLayer):
+        return bool(layer.get_clusterable_weights())
+    registry = clustering_registry.ClusteringRegistry
+    return registry.supports(layer) and bool(registry._weight_names(layer))  # noqa: SLF001
+
+
+def _wrappable_by_tfmot(layer: keras.layers.Layer) -> bool:
+    """Whether tfmot knows this layer class at all (even if it has nothing to prune)."""
+    from tensorflow_model_optimization.python.core.clustering.keras import clusterable_layer
+    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
+
+    return (isinstance(layer, (prunable_layer.PrunableLayer, clusterable_layer.ClusterableLayer))
+            or prune_registry.PruneRegistry.supports(layer))
+
+
+# method name -> predicate "this layer has weights the method acts on"
+METHODS: dict[str, Callable[[keras.layers.Layer], bool]] = {
+    "prune": _prunable,
+    "cluster": _clusterable,
+}
+
+
+def _is_wrapper(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.Wrapper) and _inner(layer) is not layer
+
+
+def _inner(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """The layer inside tfmot's wrappers (pruning, clustering, quantization), or the layer."""
+    seen = 0
+    while hasattr(layer, "layer") and isinstance(getattr(layer, "layer"), keras.layers.Layer) \
+            and seen < 4:
+        layer = layer.layer
+        seen += 1
+    return layer
+
+
+def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """All layers of ``model``, descending into nested models (not into wrappers)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from iter_layers(layer)
+        else:
+            yield layer
+
+
+def check_graph_model(model: Any, what: str) -> None:
+    """Raises unless ``model`` is a built Sequential or Functional Keras model."""
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(f"{what} needs a tf_keras Model, got {type(model).__name__}; "
+                                   "build the model with tf_keras (tflite_opt._keras.keras)")
+    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise UnsupportedLayerError(
+            f"model {model.name!r} ({type(model).__name__}) is a subclassed model; {what} needs a "
+            "Sequential or Functional model (tfmot clones the layer graph). Rebuild it with "
+            "keras.Input(...) and the functional API, or wrap its layers yourself with "
+            "tflite_opt.train.prune/cluster on a functional model")
+    if not model.built:
+        raise InvalidArgumentError(f"model {model.name!r} is not built; call model.build(input_shape) "
+                                   f"or give it an Input before {what}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Layers a method will wrap, with their per-layer settings."""
+
+    names: tuple[str, ...]
+    overrides: dict[str, Any]
+
+
+def select_layers(model: keras.Model, policy: LayerPolicy, method: str) -> Selection:
+    """Applies ``policy`` to ``model`` for ``method`` (``prune`` or ``cluster``).
+
+    Raises:
+        UnsupportedLayerError: a nested model or a custom layer with weights is neither skipped
+            nor supported; the message names the layer (name and class) and the way out.
+        InvalidArgumentError: the policy names a layer that is not in the model.
+    """
+    check_graph_model(model, method)
+    has_weights = METHODS[method]
+    top = list(model.layers)
+    names_in_model = {layer.name for layer in top}
+    for key, names in (("skip", policy.skip), ("only", policy.only or ()),
+                       ("sparsity", policy.sparsity), ("clusters", policy.clusters)):
+        missing = [n for n in names if n not in names_in_model]
+        if missing:
+            raise InvalidArgumentError(
+                f"policy.{key} names layer {missing[0]!r}, which is not in model {model.name!r}; "
+                f"layers with weights: {', '.join(l.name for l in top if l.weights)}")
+    convs = [l for l in top if isinstance(_inner(l), CONV_TYPES)]
+    denses = [l for l in top if isinstance(_inner(l), keras.layers.Dense)]
+    skip = set(policy.skip)
+    if policy.skip_first_conv and convs:
+        skip.add(convs[0].name)
+    if policy.skip_classifier and denses:
+        skip.add(denses[-1].name)
+    chosen = []
+    for layer in top:
+        if layer.name in skip or (policy.only is not None and layer.name not in policy.only):
+            continue
+        if isinstance(layer, keras.Model):
+            if layer.weights:
+                raise UnsupportedLayerError(
+                    f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, which "
+                    f"tflite_opt cannot {method}; skip it with LayerPolicy(skip=[{layer.name!r}]) "
+                    "(policy: {skip: [...]} in a recipe), or flatten it into the outer functional "
+                    "model")
+            continue
+        if has_weights(layer):
+            chosen.append(layer.name)
+        elif layer.trainable_weights and not _wrappable_by_tfmot(layer) and not kernel_attrs(layer):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has weights but is not a layer "
+                f"tfmot can {method}; skip it with LayerPolicy(skip=[{layer.name!r}]) (policy: "
+                "{skip: [...]} in a recipe), or annotate it: make the class implement "
+                "tfmot.sparsity.keras.PrunableLayer.get_prunable_weights() / "
+                "tfmot.clustering.keras.ClusterableLayer.get_clusterable_weights()")
+    overrides = policy.sparsity if method == "prune" else policy.clusters
+    return Selection(names=tuple(chosen), overrides={k: v for k, v in overrides.items() if k in chosen})
+
+
+def deep_copy(model: keras.Model) -> keras.Model:
+    """A structurally identical model with its own variables (the caller's stays untouched)."""
+    t = tfmot()
+    with t.quantization.keras.quantize_scope(), t.sparsity.keras.prune_scope(), \
+            t.clustering.keras.cluster_scope():
+        copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def clone_with(model: keras.Model, wrap: Callable[[keras.layers.Layer], keras.layers.Layer | None]
+               ) -> keras.Model:
+    """Deep-copies ``model`` and replaces each layer for which ``wrap`` returns a new layer."""
+    copy = deep_copy(model)
+
+    def clone_function(layer: keras.layers.Layer) -> keras.layers.Layer:
+        wrapped = wrap(layer)
+        return layer if wrapped is None else wrapped
+
+    return keras.models.clone_model(copy, clone_function=clone_function)

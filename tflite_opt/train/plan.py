@@ -1,0 +1,346 @@
+"""OptimizationPlan: runs a recipe's stages (prune -> cluster -> QAT) as successive ``fit`` calls.
+
+Each stage wraps the previous stage's stripped model, compiles it with a fresh optimizer at the
+stage's learning rate, fits it on the user's data with the user's callbacks (plus the pruning
+step and sparsity callbacks), and strips it again (QAT, always last, is kept wrapped: that is
+what the TFLite converter wants). With ``checkpoint_dir``, every epoch is checkpointed and a
+killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tflite_opt._keras import keras, tf
+from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
+from tflite_opt.files import atomic_write_json
+from tflite_opt.train.callbacks import PruningStep, SparsityLogger, StageSummary
+from tflite_opt.train.cluster import cluster
+from tflite_opt.train.layers import deep_copy, select_layers, tfmot
+from tflite_opt.train.prune import prune, strip
+from tflite_opt.train.qat import quantize_aware, resolve_scheme
+from tflite_opt.train.recipe import ClusterStage, PruneStage, QATStage, Recipe
+from tflite_opt.train.stats import summarize, weight_stats
+
+OptimizerSpec = Any  # str | keras optimizer instance | Callable[[], optimizer]
+STATE_FILE = "plan_state.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRecord:
+    """What one stage did: epochs run, final epoch metrics, kernel sparsity and unique values.
+
+    ``sparsity`` and ``max_unique_weights`` cover the layers the recipe's policy optimizes
+    (all kernels when no prune/cluster stage selected any), measured on the stage's output.
+    """
+
+    name: str
+    epochs: int
+    metrics: dict[str, float]
+    sparsity: float
+    max_unique_weights: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StageRecord":
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResult:
+    """The final model (QAT-wrapped if the last stage is QAT, else stripped) and stage records."""
+
+    model: keras.Model
+    stages: tuple[StageRecord, ...]
+    recipe: Recipe
+    layer_stats: dict[str, dict[str, float | int]]
+    optimized_layers: tuple[str, ...]
+
+    @property
+    def sparsity(self) -> float:
+        """Sparsity of the optimized layers of the final model."""
+        return summarize(self.layer_stats, self.optimized_layers or None)[0]
+
+    @property
+    def max_unique_weights(self) -> int:
+        """Largest count of distinct kernel values among the optimized layers."""
+        return summarize(self.layer_stats, self.optimized_layers or None)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.to_dict(), "stages": [s.to_dict() for s in self.stages],
+                "sparsity": self.sparsity, "max_unique_weights": self.max_unique_weights,
+                "optimized_layers": list(self.optimized_layers), "layers": self.layer_stats}
+
+
+def fresh_optimizer(spec: OptimizerSpec, learning_rate: float | None) -> keras.optimizers.Optimizer:
+    """A new optimizer from a name, an instance (its config is copied) or a factory.
+
+    Example:
+        >>> opt = fresh_optimizer("adam", 1e-4)
+    """
+    bases = (keras.optimizers.Optimizer,)
+    if hasattr(keras.optimizers, "legacy"):
+        bases = bases + (keras.optimizers.legacy.Optimizer,)
+    if isinstance(spec, str):
+        try:
+            opt = keras.optimizers.get(spec)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"optimizer is {spec!r}, not a Keras optimizer name; accepted: "
+                                       "'adam', 'sgd', 'rmsprop', ... or an optimizer instance") from exc
+    elif isinstance(spec, bases):
+        opt = spec.__class__.from_config(spec.get_config())
+    elif callable(spec):
+        opt = spec()
+        if not isinstance(opt, bases):
+            raise InvalidArgumentError(f"optimizer factory returned {type(opt).__name__}; it must "
+                                       "return a tf_keras optimizer")
+    else:
+        raise InvalidArgumentError(f"optimizer is a {type(spec).__name__}; accepted: a name, a "
+                                   "tf_keras optimizer instance, or a callable returning one")
+    if learning_rate is not None:
+        config = opt.get_config()
+        config["learning_rate"] = float(learning_rate)
+        opt = opt.__class__.from_config(config)
+    return opt
+
+
+def _steps_per_epoch(train_data: Any, batch_size: int) -> int:
+    if isinstance(train_data, tf.data.Dataset):
+        n = int(train_data.cardinality().numpy())
+        if n < 1:
+            raise DataError("train_data is a tf.data.Dataset of unknown or infinite length; "
+                            "pass a finite, batched dataset (e.g. ds.take(n)) or (x, y) arrays")
+        return n
+    x = train_data[0]
+    n = len(x) if not isinstance(x, dict) else len(next(iter(x.values())))
+    return max(1, math.ceil(n / batch_size))
+
+
+def _check_data(name: str, data: Any) -> None:
+    if data is None or isinstance(data, tf.data.Dataset):
+        return
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise DataError(f"{name} is a {type(data).__name__}; accepted: (x, y), (x, y, sample_weight) "
+                        "or a batched tf.data.Dataset")
+    x, y = data[0], data[1]
+    if len(x) == 0:
+        raise DataError(f"{name} is empty; pass at least one sample")
+    if len(x) != len(y):
+        raise DataError(f"{name} has {len(x)} inputs but {len(y)} labels; they must match")
+
+
+def _save_model_atomic(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights (with optimizer state) each epoch and points the plan state at them."""
+
+    def __init__(self, plan_dir: Path, state: dict[str, Any], stage_index: int) -> None:
+        super().__init__()
+        self.plan_dir = plan_dir
+        self.state = state
+        self.stage_index = stage_index
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        name = f"stage{self.stage_index}_epoch{epoch + 1:03d}"
+        folder = self.plan_dir / name
+        shutil.rmtree(folder, ignore_errors=True)
+        self.model.save_weights(str(folder / "ckpt"))
+        old = self.state.get("checkpoint")
+        self.state.update(epoch=epoch + 1, checkpoint=name)
+        atomic_write_json(self.plan_dir / STATE_FILE, self.state)
+        if old and old != name:
+            shutil.rmtree(self.plan_dir / old, ignore_errors=True)
+
+
+class OptimizationPlan:
+    """Runs a :class:`Recipe` on a model with the user's data, optimizer and callbacks.
+
+    Args:
+        recipe: The stages to run. Defaults to ``Recipe.default()`` (prune 75% -> 16 clusters
+            -> PCQAT).
+
+    Example:
+        >>> plan = OptimizationPlan(Recipe.default())
+        >>> result = plan.run(model, train_data=(x, y), validation_data=(xv, yv),
+        ...                   optimizer="adam", batch_size=32)
+        >>> result.model  # QAT-wrapped, ready for the TFLite converter
+        >>> [s.to_dict() for s in result.stages]
+    """
+
+    def __init__(self, recipe: Recipe | None = None) -> None:
+        if recipe is not None and not isinstance(recipe, Recipe):
+            raise InvalidArgumentError(f"recipe is a {type(recipe).__name__}; pass a "
+                                       "tflite_opt.train.Recipe (Recipe.from_file(path))")
+        self.recipe = recipe or Recipe.default()
+
+    def run(self, model: keras.Model, train_data: Any, validation_data: Any = None, *,
+            loss: Any = "sparse_categorical_crossentropy", metrics: Sequence[Any] | None = ("accuracy",),
+            optimizer: OptimizerSpec = "adam", batch_size: int = 32,
+            callbacks: Sequence[keras.callbacks.Callback] | None = None,
+            strategy: tf.distribute.Strategy | None = None,
+            checkpoint_dir: str | os.PathLike | None = None, verbose: int = 1) -> PlanResult:
+        """Runs every stage and returns the final model and a record per stage.
+
+        Args:
+            model: A built Sequential/Functional tf_keras model, compiled or not; not modified.
+            train_data: ``(x, y)`` arrays or a batched, finite ``tf.data.Dataset``.
+            validation_data: Same forms, optional.
+            loss: Loss for ``compile``. Defaults to sparse categorical cross-entropy.
+            metrics: Metrics for ``compile``. Defaults to ``("accuracy",)``.
+            optimizer: A name, an optimizer instance (its config is copied) or a callable
+                returning one; each stage gets a fresh one at its own learning rate.
+            batch_size: Batch size for array data. Defaults to 32.
+            callbacks: Your callbacks, passed to every stage's ``fit``.
+            strategy: A ``tf.distribute`` strategy; every stage builds and fits in its scope.
+            checkpoint_dir: Folder for per-epoch checkpoints; a rerun with the same recipe
+                resumes from the last completed epoch. Defaults to None (no checkpoints).
+            verbose: 0 silent, 1 progress bars and stage summaries, 2 one line per epoch.
+
+        Raises:
+            DataError: bad training or validation data.
+            UnsupportedLayerError: a layer cannot be optimized (message names it and the fix).
+            RecipeError: ``checkpoint_dir`` holds a run of a different recipe.
+        """
+        from tflite_opt.train.layers import check_graph_model
+
+        check_graph_model(model, "OptimizationPlan.run")
+        _check_data("train_data", train_data)
+        _check_data("validation_data", validation_data)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size is {batch_size!r}; accepted: an integer >= 1")
+        if loss is None:
+            loss = getattr(model, "loss", None)
+            if loss is None:
+                raise InvalidArgumentError("loss is None and the model is not compiled; pass loss=...")
+        steps = _steps_per_epoch(train_data, batch_size)
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        plan_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        state = self._load_state(plan_dir)
+        records = [StageRecord.from_dict(r) for r in state["completed"]]
+        policy = self.recipe.policy
+
+        with scope:
+            if state["stage"] > 0 or state["epoch"] > 0:
+                current = keras.models.load_model(str(plan_dir / f"stage{state['stage']}_input.keras"),
+                                                  compile=False)
+            else:
+                current = deep_copy(model)
+        optimized = set()
+        for stage in self.recipe.stages:
+            if isinstance(stage, (PruneStage, ClusterStage)):
+                optimized.update(select_layers(model, policy, stage.type).names)
+        optimized_layers = tuple(l.name for l in model.layers if l.name in optimized)
+        pruned_before = any(isinstance(s, PruneStage) for s in self.recipe.stages[:state["stage"]])
+        clustered_before = any(isinstance(s, ClusterStage) for s in self.recipe.stages[:state["stage"]])
+
+        for index in range(state["stage"], len(self.recipe.stages)):
+            stage = self.recipe.stages[index]
+            resume_epoch = state["epoch"] if index == state["stage"] else 0
+            if plan_dir is not None and resume_epoch == 0:
+                _save_model_atomic(current, plan_dir / f"stage{index}_input.keras")
+                state.update(stage=index, epoch=0, checkpoint=None, seconds=0.0)
+                atomic_write_json(plan_dir / STATE_FILE, state)
+            if verbose:
+                print(f"[tflite_opt] stage {index + 1}/{len(self.recipe.stages)}: {stage.type} "
+                      f"({stage.epochs} epochs, lr {stage.learning_rate})"
+                      + (f", resuming after epoch {resume_epoch}" if resume_epoch else ""))
+            start = time.perf_counter()
+            with scope:
+                wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
+                wrapped.compile(optimizer=fresh_optimizer(optimizer, stage.learning_rate),
+                                loss=loss, metrics=list(metrics) if metrics else None)
+                if resume_epoch:
+                    wrapped.load_weights(str(plan_dir / state["checkpoint"] / "ckpt")).expect_partial()
+            summary = StageSummary(stage.type, verbose=0)
+            stage_callbacks: list[keras.callbacks.Callback] = []
+            if isinstance(stage, PruneStage):
+                stage_callbacks.append(PruningStep())
+            stage_callbacks += [SparsityLogger(), summary]
+            if plan_dir is not None:
+                stage_callbacks.append(_EpochCheckpoint(plan_dir, state, index))
+            stage_callbacks += list(callbacks or [])
+            if resume_epoch < stage.epochs:
+                fit_kwargs: dict[str, Any] = {} if isinstance(train_data, tf.data.Dataset) else \
+                    {"batch_size": batch_size}
+                x, y = (train_data, None) if isinstance(train_data, tf.data.Dataset) else train_data[:2]
+                wrapped.fit(x, y, epochs=stage.epochs, initial_epoch=resume_epoch,
+                            validation_data=validation_data, callbacks=stage_callbacks,
+                            verbose=verbose, **fit_kwargs)
+            with scope:
+                current = wrapped if isinstance(stage, QATStage) else strip(wrapped)
+            pruned_before |= isinstance(stage, PruneStage)
+            clustered_before |= isinstance(stage, ClusterStage)
+            stats = weight_stats(current)
+            sparsity, unique = summarize(stats, optimized_layers or None)
+            seconds = time.perf_counter() - start + float(state.get("seconds") or 0.0) \
+                if resume_epoch else time.perf_counter() - start
+            record = StageRecord(name=stage.type, epochs=stage.epochs,
+                                 metrics=summary.summary.get("metrics", {}), sparsity=sparsity,
+                                 max_unique_weights=unique, seconds=round(seconds, 3))
+            records.append(record)
+            if verbose:
+                print(f"[tflite_opt] {stage.type} done in {seconds:.1f}s: "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
+                      + f"; sparsity {sparsity:.3f}, max unique weights {unique}")
+            if plan_dir is not None:
+                state["completed"].append(record.to_dict())
+                if index + 1 < len(self.recipe.stages):
+                    _save_model_atomic(current, plan_dir / f"stage{index + 1}_input.keras")
+                old = state.get("checkpoint")
+                state.update(stage=index + 1, epoch=0, checkpoint=None if index + 1 < len(
+                    self.recipe.stages) else old, seconds=0.0)
+                atomic_write_json(plan_dir / STATE_FILE, state)
+                if old and index + 1 < len(self.recipe.stages):
+                    shutil.rmtree(plan_dir / old, ignore_errors=True)
+        return PlanResult(model=current, stages=tuple(records), recipe=self.recipe,
+                          layer_stats=weight_stats(current), optimized_layers=optimized_layers)
+
+    def _wrap(self, stage: Any, current: keras.Model, steps: int, pruned_before: bool,
+              clustered_before: bool) -> keras.Model:
+        policy = self.recipe.policy
+        if isinstance(stage, PruneStage):
+            return prune(current, stage=stage, policy=policy, total_steps=stage.epochs * steps)
+        if isinstance(stage, ClusterStage):
+            return cluster(current, stage=stage, policy=policy)
+        scheme = resolve_scheme(stage.scheme, pruned_before, clustered_before)
+        return quantize_aware(current, scheme=scheme, skip=policy.skip)
+
+    def _load_state(self, plan_dir: Path | None) -> dict[str, Any]:
+        fresh = {"recipe": self.recipe.to_dict(), "stage": 0, "epoch": 0, "checkpoint": None,
+                 "seconds": 0.0, "completed": []}
+        if plan_dir is None:
+            return fresh
+        plan_dir.mkdir(parents=True, exist_ok=True)
+        path = plan_dir / STATE_FILE
+        if not path.exists():
+            return fresh
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise RecipeError(f"checkpoint state {str(path)!r} is not valid JSON; delete "
+                              "checkpoint_dir to start over") from exc
+        if state.get("recipe") != self.recipe.to_dict():
+            raise RecipeError(f"checkpoint_dir {str(plan_dir)!r} holds a run of a different recipe; "
+                              "pass the same recipe to resume, or another/empty checkpoint_dir")
+        if state["stage"] >= len(self.recipe.stages):
+            # Finished run: redo nothing but the last stage's restore is not possible without
+            # its wrapped model, so start over cleanly.
+            return fresh
+        return state

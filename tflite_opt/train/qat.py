@@ -1,0 +1,222 @@
+"""Quantization-aware training: ``quantize_aware(model, scheme=...)``.
+
+Schemes (a registry, so tests loop over them):
+
+- ``default``: tfmot's 8-bit QAT.
+- ``cqat``: cluster-preserving QAT (the clustered kernels keep their cluster count).
+- ``pqat``: prune-preserving QAT (the zeros stay zero).
+- ``pcqat``: both (the collaborative-optimization path: prune -> cluster -> PCQAT).
+
+The QAT model is what goes to the TFLite converter; there is nothing to strip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Callable, Iterator
+
+from tflite_opt._keras import keras, tf
+from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
+from tflite_opt.train.layers import check_graph_model, deep_copy, tfmot
+
+
+def _default_scheme(per_channel: bool = False) -> Any:
+    return tfmot().quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+@contextlib.contextmanager
+def _per_tensor_centroids(per_tensor: bool) -> Iterator[None]:
+    """Makes tfmot's (P)CQAT read a Conv2D kernel's clusters per tensor.
+
+    Workaround (tfmot 0.8.1): ``get_centroids`` guesses per-channel clustering for any Conv2D
+    whose channels hold about the same number of unique values, which a per-tensor clustered
+    kernel usually does; each channel's centroids then train apart and the kernel ends with
+    up to clusters x channels unique values. The guess is replaced while the quantizer builds.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as cpr,
+    )
+
+    if not per_tensor:
+        yield
+        return
+    original = cpr.get_centroids
+
+    def get_centroids_per_tensor(layer, weight, data_format):
+        centroids, index = cpr.get_unique(weight)
+        return centroids, tf.size(centroids), index, False
+
+    cpr.get_centroids = get_centroids_per_tensor
+    try:
+        yield
+    finally:
+        cpr.get_centroids = original
+
+
+def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False) -> Any:
+    """tfmot's (P)CQAT scheme with one weight quantizer per layer, clusters read per tensor.
+
+    Workaround (tfmot 0.8.1): ``ClusterPreserveQuantizeRegistry`` shares one weight-quantizer
+    instance (and the 8-bit registry one quantize config) among all layers of a class, and that
+    quantizer sets its own ``preserve_sparsity = False`` when it builds on a layer without
+    zeros (e.g. the unpruned first conv). Every later layer then silently gets CQAT instead of
+    PCQAT and loses its sparsity. A fresh config and quantizer per layer keep the decision per
+    layer. See also :func:`_per_tensor_centroids`.
+    """
+    import copy
+
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        cluster_preserve_quantize_registry as cpr,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    class ConvQuantizer(cpr.ClusterPreserveDefault8BitConvWeightsQuantizer):
+        def build(self, tensor_shape, name, layer):
+            with _per_tensor_centroids(not per_channel):
+                return super().build(tensor_shape, name, layer)
+
+    class WeightsQuantizer(cpr.ClusterPreserveDefault8BitWeightsQuantizer):
+        def build(self, tensor_shape, name, layer):
+            with _per_tensor_centroids(not per_channel):
+                return super().build(tensor_shape, name, layer)
+
+    class PerLayerRegistry(cpr.Default8bitClusterPreserveQuantizeRegistry):
+        def __init__(self, preserve_sparsity: bool) -> None:
+            super().__init__(preserve_sparsity)
+            self.keep_zeros = preserve_sparsity
+
+        def get_quantize_config(self, layer):
+            config = copy.copy(default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+                               .get_quantize_config(layer))
+            config = self.apply_cluster_preserve_quantize_config(layer, config)
+            quantizer = getattr(config, "weight_quantizer", None)
+            if isinstance(quantizer, cpr.ClusterPreserveDefault8BitConvWeightsQuantizer):
+                config.weight_quantizer = ConvQuantizer(self.keep_zeros)
+            elif isinstance(quantizer, cpr.ClusterPreserveDefault8BitWeightsQuantizer):
+                config.weight_quantizer = WeightsQuantizer(self.keep_zeros)
+            return config
+
+    base = tfmot().experimental.combine.Default8BitClusterPreserveQuantizeScheme
+
+    class PerLayerScheme(base):
+        def get_quantize_registry(self):
+            return PerLayerRegistry(self.preserve_sparsity)
+
+    return PerLayerScheme(preserve_sparsity=preserve_sparsity)
+
+
+def _cqat_scheme(per_channel: bool = False) -> Any:
+    return _cluster_preserve_scheme(preserve_sparsity=False, per_channel=per_channel)
+
+
+def _pqat_scheme(per_channel: bool = False) -> Any:
+    return tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+
+
+def _pcqat_scheme(per_channel: bool = False) -> Any:
+    return _cluster_preserve_scheme(preserve_sparsity=True, per_channel=per_channel)
+
+
+# name -> factory(per_channel_clusters) of the tfmot quantize scheme
+QAT_SCHEMES: dict[str, Callable[[bool], Any]] = {
+    "default": _default_scheme,
+    "cqat": _cqat_scheme,
+    "pqat": _pqat_scheme,
+    "pcqat": _pcqat_scheme,
+}
+
+
+def resolve_scheme(scheme: str, pruned: bool, clustered: bool) -> str:
+    """Maps ``auto`` to the scheme that preserves what the earlier stages did."""
+    if scheme != "auto":
+        return scheme
+    return {(True, True): "pcqat", (False, True): "cqat", (True, False): "pqat",
+            (False, False): "default"}[(pruned, clustered)]
+
+
+def quantize_aware(model: keras.Model, scheme: str = "default", *,
+                   skip: tuple[str, ...] | list[str] = (),
+                   per_channel_clusters: bool = False) -> keras.Model:
+    """Returns a copy of ``model`` wrapped for quantization-aware training.
+
+    Pruning and clustering wrappers are stripped first. Layers the 8-bit registry does not know
+    but that have no weights (e.g. ``Rescaling``) are left unannotated; the int8 converter
+    still quantizes them from calibration data.
+
+    Args:
+        model: A built Sequential or Functional tf_keras model.
+        scheme: ``default``, ``cqat``, ``pqat``, ``pcqat`` (or ``auto``: picks from the model's
+            sparsity and cluster wrappers). Defaults to ``default``.
+        skip: Layer names left in float (the way out for custom layers with weights).
+        per_channel_clusters: The model was clustered per channel (``cluster(...,
+            per_channel=True)``); (P)CQAT then keeps clusters per channel. Defaults to False.
+
+    Raises:
+        UnsupportedLayerError: a layer with weights is not supported by 8-bit QAT and not
+            skipped; the message names it and the fix.
+
+    Example:
+        >>> qat_model = quantize_aware(strip(clustered), scheme="pcqat")
+        >>> qat_model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+        >>> qat_model.fit(x, y, epochs=2)
+    """
+    from tflite_opt.train.cluster import is_clustered
+    from tflite_opt.train.prune import is_pruned, strip
+
+    check_graph_model(model, "quantize_aware")
+    scheme = resolve_scheme(scheme, is_pruned(model), is_clustered(model))
+    if scheme not in QAT_SCHEMES:
+        raise InvalidArgumentError(f"scheme is {scheme!r}; accepted: auto, {', '.join(QAT_SCHEMES)}")
+    plain = strip(model) if (is_pruned(model) or is_clustered(model)) else deep_copy(model)
+    q = tfmot().quantization.keras
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    names = {layer.name for layer in plain.layers}
+    missing = [n for n in skip if n not in names]
+    if missing:
+        raise InvalidArgumentError(f"skip names layer {missing[0]!r}, which is not in model "
+                                   f"{plain.name!r}")
+
+    def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if layer.name in skip or isinstance(layer, keras.layers.InputLayer):
+            return layer
+        if isinstance(layer, keras.Model):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, which 8-bit QAT "
+                f"cannot wrap; pass skip=[{layer.name!r}] (recipe policy.skip) to keep it in float, "
+                "or flatten it into the outer functional model")
+        # Weightless layers the registry does not know (Rescaling, Lambda, ...) stay float in
+        # the QAT graph; the int8 converter quantizes them from calibration data. Layers with
+        # weights are annotated: BatchNormalization is folded by tfmot's transforms, and a
+        # truly unsupported one is reported below by name.
+        if not registry.supports(layer) and not layer.weights:
+            return layer
+        return q.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(plain, clone_function=annotate)
+    try:
+        with q.quantize_scope():
+            return q.quantize_apply(annotated, QAT_SCHEMES[scheme](per_channel_clusters))
+    except RuntimeError as exc:
+        match = re.search(r"Layer (\S+):<class '([^']+)'> is not supported", str(exc))
+        if not match:
+            raise
+        name, cls = match.group(1), match.group(2).rsplit(".", 1)[-1]
+        raise UnsupportedLayerError(
+            f"layer {name!r} ({cls}) is not supported by 8-bit QAT (scheme {scheme!r}); pass "
+            f"skip=[{name!r}] (recipe policy.skip) to keep it in float, or annotate it with "
+            "tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=...) "
+            "inside a quantize_scope") from exc
+
+
+def is_quantize_aware(model: keras.Model) -> bool:
+    """Whether any layer of ``model`` is wrapped for QAT."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
+
+    return any(isinstance(l, quantize_wrapper.QuantizeWrapper) for l in model.layers)

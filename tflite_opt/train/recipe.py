@@ -1,0 +1,383 @@
+"""Recipes: the data that says which optimization stages run, in which order, with what settings.
+
+A recipe is a list of stages (``prune``, ``cluster``, ``qat``) plus a per-layer policy and the
+target precision of the final ``.tflite``. It round-trips through JSON/YAML so that the exact
+recipe is saved next to the model it produced.
+
+Example recipe file (YAML)::
+
+    precision: int8
+    policy: {skip_first_conv: true, skip_classifier: true, sparsity: {dense1: 0.8}}
+    stages:
+      - {type: prune, epochs: 4, learning_rate: 0.001, target_sparsity: 0.75}
+      - {type: cluster, epochs: 2, learning_rate: 0.0001, number_of_clusters: 16}
+      - {type: qat, epochs: 2, learning_rate: 0.0001, scheme: pcqat}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Union
+
+from tflite_opt.errors import RecipeError
+
+PRECISIONS = ("int8", "float32", "float16", "dynamic", "int16x8")
+SCHEDULES = ("polynomial", "constant")
+CENTROID_INITS = ("kmeans++", "linear", "density", "random")
+QAT_SCHEMES = ("auto", "default", "cqat", "pqat", "pcqat")
+
+
+def _where(source: str | None) -> str:
+    return f" in {source}" if source else ""
+
+
+def _check_range(source: str | None, key: str, value: Any, low: float, high: float,
+                 high_open: bool = True, low_open: bool = False) -> None:
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok_type and (value > low if low_open else value >= low) and \
+        (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise RecipeError(f"recipe key {key!r}{_where(source)} is {value!r}; accepted: a number in "
+                          f"{interval}; fix the value in the recipe")
+
+
+def _check_epochs(source: str | None, prefix: str, epochs: Any) -> None:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise RecipeError(f"recipe key '{prefix}.epochs'{_where(source)} is {epochs!r}; accepted: an "
+                          "integer >= 1")
+
+
+def _check_lr(source: str | None, prefix: str, lr: Any) -> None:
+    if lr is not None:
+        _check_range(source, f"{prefix}.learning_rate", lr, 0.0, 10.0, low_open=True)
+
+
+def _check_choice(source: str | None, key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RecipeError(f"recipe key {key!r}{_where(source)} is {value!r}; accepted: "
+                          f"{', '.join(choices)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneStage:
+    """Magnitude pruning to ``target_sparsity`` (or M-by-N structured sparsity).
+
+    Args:
+        epochs: Fine-tuning epochs of the stage. Defaults to 4.
+        learning_rate: Learning rate of the stage's fresh optimizer; None keeps the optimizer's.
+            Defaults to 1e-3.
+        target_sparsity: Fraction of zeros in each pruned kernel, in [0, 1). Defaults to 0.75.
+        initial_sparsity: Sparsity at the start of a polynomial schedule. Defaults to 0.0.
+        schedule: ``"polynomial"`` (ramp up, then hold) or ``"constant"``. Defaults to polynomial.
+        end_fraction: Share of the stage's steps over which the polynomial ramp runs; the rest
+            fine-tunes at the final sparsity. Defaults to 0.7.
+        frequency: Steps between mask updates; None picks about ten updates per ramp.
+        power: Exponent of the polynomial decay. Defaults to 3.
+        m_by_n: ``(m, n)`` structured sparsity, e.g. ``(2, 4)``: m zeros in every n consecutive
+            input weights. Defaults to None (unstructured).
+    """
+
+    type: ClassVar[str] = "prune"
+    epochs: int = 4
+    learning_rate: float | None = 1e-3
+    target_sparsity: float = 0.75
+    initial_sparsity: float = 0.0
+    schedule: str = "polynomial"
+    end_fraction: float = 0.7
+    frequency: int | None = None
+    power: float = 3.0
+    m_by_n: tuple[int, int] | None = None
+
+    def validate(self, source: str | None = None, prefix: str = "prune") -> None:
+        _check_epochs(source, prefix, self.epochs)
+        _check_lr(source, prefix, self.learning_rate)
+        _check_range(source, f"{prefix}.target_sparsity", self.target_sparsity, 0.0, 1.0)
+        _check_range(source, f"{prefix}.initial_sparsity", self.initial_sparsity, 0.0,
+                     self.target_sparsity, high_open=False)
+        _check_choice(source, f"{prefix}.schedule", self.schedule, SCHEDULES)
+        _check_range(source, f"{prefix}.end_fraction", self.end_fraction, 0.0, 1.0,
+                     high_open=False, low_open=True)
+        if self.frequency is not None and (not isinstance(self.frequency, int) or self.frequency < 1):
+            raise RecipeError(f"recipe key '{prefix}.frequency'{_where(source)} is "
+                              f"{self.frequency!r}; accepted: an integer >= 1 or null")
+        _check_range(source, f"{prefix}.power", self.power, 0.0, 100.0, low_open=True)
+        if self.m_by_n is not None:
+            m_n = tuple(self.m_by_n)
+            if len(m_n) != 2 or not all(isinstance(v, int) for v in m_n) or not 0 < m_n[0] < m_n[1]:
+                raise RecipeError(f"recipe key '{prefix}.m_by_n'{_where(source)} is "
+                                  f"{self.m_by_n!r}; accepted: [m, n] integers with 0 < m < n, "
+                                  "e.g. [2, 4]")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterStage:
+    """Weight clustering: each kernel (or each output channel) shares ``number_of_clusters`` values.
+
+    Args:
+        epochs: Fine-tuning epochs. Defaults to 2.
+        learning_rate: Learning rate; None keeps the optimizer's. Defaults to 1e-4.
+        number_of_clusters: Clusters per kernel (per channel with ``per_channel``); >= 2.
+            Defaults to 16.
+        init: Centroid initialization: ``kmeans++``, ``linear``, ``density``, ``random``.
+            Defaults to kmeans++.
+        preserve_sparsity: Keep the zeros of an already pruned model. Defaults to True.
+        per_channel: Cluster each output channel of Conv2D separately. Defaults to False.
+    """
+
+    type: ClassVar[str] = "cluster"
+    epochs: int = 2
+    learning_rate: float | None = 1e-4
+    number_of_clusters: int = 16
+    init: str = "kmeans++"
+    preserve_sparsity: bool = True
+    per_channel: bool = False
+
+    def validate(self, source: str | None = None, prefix: str = "cluster") -> None:
+        _check_epochs(source, prefix, self.epochs)
+        _check_lr(source, prefix, self.learning_rate)
+        if not isinstance(self.number_of_clusters, int) or isinstance(self.number_of_clusters, bool) \
+                or self.number_of_clusters < 2:
+            raise RecipeError(f"recipe key '{prefix}.number_of_clusters'{_where(source)} is "
+                              f"{self.number_of_clusters!r}; accepted: an integer >= 2")
+        _check_choice(source, f"{prefix}.init", self.init, CENTROID_INITS)
+        for key in ("preserve_sparsity", "per_channel"):
+            if not isinstance(getattr(self, key), bool):
+                raise RecipeError(f"recipe key '{prefix}.{key}'{_where(source)} is "
+                                  f"{getattr(self, key)!r}; accepted: true or false")
+
+
+@dataclasses.dataclass(frozen=True)
+class QATStage:
+    """Quantization-aware training.
+
+    Args:
+        epochs: Fine-tuning epochs. Defaults to 2.
+        learning_rate: Learning rate; None keeps the optimizer's. Defaults to 1e-4.
+        scheme: ``default`` (8-bit QAT), ``cqat`` (keeps clusters), ``pqat`` (keeps sparsity),
+            ``pcqat`` (keeps both) or ``auto`` (picks from the earlier stages). Defaults to auto.
+    """
+
+    type: ClassVar[str] = "qat"
+    epochs: int = 2
+    learning_rate: float | None = 1e-4
+    scheme: str = "auto"
+
+    def validate(self, source: str | None = None, prefix: str = "qat") -> None:
+        _check_epochs(source, prefix, self.epochs)
+        _check_lr(source, prefix, self.learning_rate)
+        _check_choice(source, f"{prefix}.scheme", self.scheme, QAT_SCHEMES)
+
+
+Stage = Union[PruneStage, ClusterStage, QATStage]
+STAGE_TYPES: dict[str, type] = {cls.type: cls for cls in (PruneStage, ClusterStage, QATStage)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPolicy:
+    """Which layers are optimized, and per-layer overrides.
+
+    Only layers with kernels that tfmot can wrap (Conv, Dense, ...) are ever selected; layers
+    without weights (pooling, BN, activations, Add, ...) are left alone.
+
+    Args:
+        skip_first_conv: Leave the first convolution in float kernels (it is small and sensitive).
+            Defaults to True.
+        skip_classifier: Leave the last Dense layer alone. Defaults to True.
+        skip: Layer names never optimized (also the way out for custom layers). Defaults to ().
+        only: If given, only these layer names are optimized. Defaults to None (all eligible).
+        sparsity: Per-layer target sparsity overrides, ``{layer_name: sparsity}``.
+        clusters: Per-layer number-of-clusters overrides, ``{layer_name: clusters}``.
+    """
+
+    skip_first_conv: bool = True
+    skip_classifier: bool = True
+    skip: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
+    sparsity: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    clusters: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip", tuple(self.skip))
+        if self.only is not None:
+            object.__setattr__(self, "only", tuple(self.only))
+        object.__setattr__(self, "sparsity", dict(self.sparsity))
+        object.__setattr__(self, "clusters", dict(self.clusters))
+
+    def validate(self, source: str | None = None) -> None:
+        for key in ("skip_first_conv", "skip_classifier"):
+            if not isinstance(getattr(self, key), bool):
+                raise RecipeError(f"recipe key 'policy.{key}'{_where(source)} is "
+                                  f"{getattr(self, key)!r}; accepted: true or false")
+        for name, value in self.sparsity.items():
+            _check_range(source, f"policy.sparsity.{name}", value, 0.0, 1.0)
+        for name, value in self.clusters.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+                raise RecipeError(f"recipe key 'policy.clusters.{name}'{_where(source)} is "
+                                  f"{value!r}; accepted: an integer >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["skip"] = list(self.skip)
+        out["only"] = None if self.only is None else list(self.only)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """An ordered list of optimization stages, a layer policy and the final precision.
+
+    Example:
+        >>> recipe = Recipe.default()
+        >>> [s.type for s in recipe.stages]
+        ['prune', 'cluster', 'qat']
+        >>> Recipe.from_dict(recipe.to_dict()) == recipe
+        True
+    """
+
+    stages: tuple[Stage, ...]
+    policy: LayerPolicy = dataclasses.field(default_factory=LayerPolicy)
+    precision: str = "int8"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        self.validate()
+
+    def validate(self, source: str | None = None) -> None:
+        """Raises RecipeError naming the key (and file) of the first bad value."""
+        if not self.stages:
+            raise RecipeError(f"recipe key 'stages'{_where(source)} is empty; accepted: a list of "
+                              f"stages of types {', '.join(STAGE_TYPES)}")
+        counts: dict[str, int] = {}
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage, tuple(STAGE_TYPES.values())):
+                raise RecipeError(f"recipe stage {i}{_where(source)} is a {type(stage).__name__}; "
+                                  f"accepted: {', '.join(STAGE_TYPES)} stages")
+            counts[stage.type] = counts.get(stage.type, 0) + 1
+            stage.validate(source, prefix=f"stages[{i}]({stage.type})")
+        for stage_type, n in counts.items():
+            if n > 1:
+                raise RecipeError(f"recipe key 'stages'{_where(source)} has {n} {stage_type!r} "
+                                  "stages; accepted: each stage type at most once")
+        if "qat" in counts and self.stages[-1].type != "qat":
+            raise RecipeError(f"recipe key 'stages'{_where(source)} has a qat stage that is not "
+                              "last; QAT must be the last stage (nothing can train after it)")
+        _check_choice(source, "precision", self.precision, PRECISIONS)
+        self.policy.validate(source)
+
+    @classmethod
+    def default(cls) -> "Recipe":
+        """Prune to 75% (polynomial), cluster to 16 (sparsity-preserving), PCQAT, full int8."""
+        return cls(stages=(PruneStage(), ClusterStage(), QATStage(scheme="pcqat")),
+                   policy=LayerPolicy(), precision="int8")
+
+    def stage(self, stage_type: str) -> Stage | None:
+        """The stage of ``stage_type`` (``prune``/``cluster``/``qat``), or None."""
+        return next((s for s in self.stages if s.type == stage_type), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        stages = []
+        for stage in self.stages:
+            d = {"type": stage.type, **dataclasses.asdict(stage)}
+            if d.get("m_by_n") is not None:
+                d["m_by_n"] = list(d["m_by_n"])
+            stages.append(d)
+        return {"precision": self.precision, "policy": self.policy.to_dict(), "stages": stages}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> "Recipe":
+        """Builds a recipe from plain data; unknown keys raise RecipeError naming them."""
+        if not isinstance(data, Mapping):
+            raise RecipeError(f"recipe{_where(source)} is a {type(data).__name__}; accepted: a "
+                              "mapping with keys stages, policy, precision")
+        _reject_unknown(data, {"stages", "policy", "precision"}, "", source)
+        if "stages" not in data:
+            raise RecipeError(f"recipe{_where(source)} has no 'stages' key; accepted: a list like "
+                              "[{type: prune, ...}, {type: cluster, ...}, {type: qat, ...}]")
+        raw_stages = data["stages"]
+        if not isinstance(raw_stages, (list, tuple)):
+            raise RecipeError(f"recipe key 'stages'{_where(source)} is {raw_stages!r}; accepted: a list")
+        stages = []
+        for i, raw in enumerate(raw_stages):
+            if not isinstance(raw, Mapping) or raw.get("type") not in STAGE_TYPES:
+                got = raw.get("type") if isinstance(raw, Mapping) else raw
+                raise RecipeError(f"recipe key 'stages[{i}].type'{_where(source)} is {got!r}; "
+                                  f"accepted: {', '.join(STAGE_TYPES)}")
+            stage_cls = STAGE_TYPES[raw["type"]]
+            fields = {f.name for f in dataclasses.fields(stage_cls)}
+            kwargs = {k: v for k, v in raw.items() if k != "type"}
+            _reject_unknown(kwargs, fields, f"stages[{i}]({raw['type']}).", source)
+            if kwargs.get("m_by_n") is not None and isinstance(kwargs["m_by_n"], list):
+                kwargs["m_by_n"] = tuple(kwargs["m_by_n"])
+            stages.append(stage_cls(**kwargs))
+        raw_policy = data.get("policy") or {}
+        if not isinstance(raw_policy, Mapping):
+            raise RecipeError(f"recipe key 'policy'{_where(source)} is {raw_policy!r}; accepted: a "
+                              "mapping")
+        _reject_unknown(raw_policy, {f.name for f in dataclasses.fields(LayerPolicy)}, "policy.",
+                        source)
+        policy = LayerPolicy(**raw_policy)
+        try:
+            recipe = cls.__new__(cls)
+            object.__setattr__(recipe, "stages", tuple(stages))
+            object.__setattr__(recipe, "policy", policy)
+            object.__setattr__(recipe, "precision", data.get("precision", "int8"))
+            recipe.validate(source)
+        except TypeError as exc:  # e.g. a list where a number is expected
+            raise RecipeError(f"recipe{_where(source)} has a value of the wrong type: {exc}") from exc
+        return recipe
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Recipe":
+        """Reads a ``.json``, ``.yaml`` or ``.yml`` recipe file.
+
+        Raises:
+            RecipeError: the file is missing, unparsable, has unknown keys or bad values; the
+                message names the file and the key.
+
+        Example:
+            >>> recipe = Recipe.from_file("recipes/default.yaml")
+        """
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file {source!r} does not exist; pass --recipe=PATH to a "
+                              ".json or .yaml recipe (see recipes/)")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            elif path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                raise RecipeError(f"recipe file {source!r} has suffix {path.suffix!r}; accepted: "
+                                  ".json, .yaml, .yml")
+        except (ValueError, ImportError) as exc:
+            if isinstance(exc, RecipeError):
+                raise
+            raise RecipeError(f"recipe file {source!r} could not be parsed: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        except Exception as exc:  # yaml.YAMLError does not derive from ValueError
+            raise RecipeError(f"recipe file {source!r} could not be parsed: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        return cls.from_dict(data, source=source)
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Writes the recipe as JSON (atomically)."""
+        from tflite_opt.files import atomic_write_json
+
+        return atomic_write_json(path, self.to_dict(), overwrite=overwrite)
+
+
+def _reject_unknown(data: Mapping[str, Any], allowed: set[str], prefix: str,
+                    source: str | None) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise RecipeError(f"recipe key {prefix + unknown[0]!r}{_where(source)} is unknown; "
+                          f"accepted keys{' under ' + prefix.rstrip('.') if prefix else ''}: "
+                          f"{', '.join(sorted(allowed))}")
