@@ -127,10 +127,10 @@ class QuantizationReport:
 
     def save(self, stem: str | os.PathLike) -> list[Path]:
         """Writes ``stem.json``, ``stem.md`` and ``stem.png``; returns the paths."""
-        stem = Path(stem)
-        return [atomic_write_json(stem.with_suffix(".json"), self.to_dict()),
-                atomic_write_text(stem.with_suffix(".md"), self.to_markdown()),
-                self.plot(stem.with_suffix(".png"))]
+        stem = str(stem)  # not with_suffix: "m.quant_report" would lose ".quant_report"
+        return [atomic_write_json(stem + ".json", self.to_dict()),
+                atomic_write_text(stem + ".md", self.to_markdown()),
+                self.plot(stem + ".png")]
 
 
 def quantization_report(model: Any, representative_data: Any, *,
@@ -197,6 +197,15 @@ class DebugSession:
         with quiet_converter():
             self.debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=prepared.converter, debug_dataset=dataset, debug_options=options)
+            # Built from a converter, the debugger's interpreter does not preserve
+            # intermediate tensors, so the float operands that the direct-compare
+            # metrics read can be overwritten by later ops (we saw 1e74 garbage).
+            # Rebuild it the way the debugger does for model files.
+            from tensorflow.lite.python import interpreter as tf_interpreter
+
+            self.debugger._quant_interpreter = tf_interpreter.Interpreter(  # noqa: SLF001
+                model_content=self.debugger.quant_model, experimental_preserve_all_tensors=True)
+            self.debugger._initialize_stats()  # noqa: SLF001 - re-reads ops of the new interpreter
             self.debugger.run()
         self.calibrated_model = self.debugger.calibrated_model
         self.report = QuantizationReport(self._layers(), n)

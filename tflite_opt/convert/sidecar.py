@@ -80,7 +80,7 @@ def _read_labels(labels: Sequence[str] | str | os.PathLike | None) -> list[str] 
         return None
     if isinstance(labels, (str, os.PathLike)):
         path = Path(labels)
-        if not path.is_file():
+        if not path.exists() or path.is_dir():
             raise DataError(f"labels file {str(path)!r} does not exist; pass a text file with one "
                             "label per line, or a list of strings")
         labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
