@@ -1,6 +1,6 @@
 """Runtime checks of ``.tflite`` files: validation, accuracy, latency, delegates, inspection.
 
-Public API (re-exported here; nothing else in the subpackage is public):
+This file is the subpackage's public API; everything else is internal.
 
 Example:
     >>> from tflite_opt.runtime import read_tflite, evaluate_tflite, benchmark
@@ -9,8 +9,14 @@ Example:
 """
 
 from tflite_opt.runtime.accuracy import AccuracyResult, evaluate_tflite, load_image_folder
+from tflite_opt.runtime.android import android_benchmark_commands
 from tflite_opt.runtime.benchmark import BenchmarkResult, benchmark, gzip_size
+from tflite_opt.runtime.compare import (CompareResult, FastestConfig, compare,
+                                        find_fastest_config)
+from tflite_opt.runtime.compiled import AcceleratorResult, benchmark_compiled_model
 from tflite_opt.runtime.delegates import DELEGATES, DelegateResult, DelegateSpec
+from tflite_opt.runtime.gpu_compat import GpuCompatibility
+from tflite_opt.runtime.inspection import Inspection, inspect_model
 from tflite_opt.runtime.interpreter import (BACKENDS, OP_RESOLVERS, InterpreterOptions,
                                             make_interpreter)
 from tflite_opt.runtime.model_file import read_tflite, verify_tflite
@@ -18,9 +24,11 @@ from tflite_opt.runtime.quantization import dequantize_output, quantize_input
 from tflite_opt.runtime.stats import LatencyStats, latency_stats, nearest_rank_percentile
 
 __all__ = [
-    "AccuracyResult", "BACKENDS", "BenchmarkResult", "DELEGATES", "DelegateResult",
-    "DelegateSpec", "InterpreterOptions", "LatencyStats", "OP_RESOLVERS", "benchmark",
-    "dequantize_output", "evaluate_tflite", "gzip_size", "latency_stats", "load_image_folder",
-    "make_interpreter", "nearest_rank_percentile", "quantize_input", "read_tflite",
-    "verify_tflite",
+    "AcceleratorResult", "AccuracyResult", "BACKENDS", "BenchmarkResult", "CompareResult",
+    "DELEGATES", "DelegateResult", "DelegateSpec", "FastestConfig", "GpuCompatibility",
+    "Inspection", "InterpreterOptions", "LatencyStats", "OP_RESOLVERS",
+    "android_benchmark_commands", "benchmark", "benchmark_compiled_model", "compare",
+    "dequantize_output", "evaluate_tflite", "find_fastest_config", "gzip_size",
+    "inspect_model", "latency_stats", "load_image_folder", "make_interpreter",
+    "nearest_rank_percentile", "quantize_input", "read_tflite", "verify_tflite",
 ]

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tflite_opt.errors import DataError, InvalidArgumentError
+from tflite_opt.runtime.android import android_benchmark_commands
 from tflite_opt.runtime.delegates import build_interpreter
 from tflite_opt.runtime.interpreter import InterpreterOptions, LoadedInterpreter
 from tflite_opt.runtime.memory import PeakMemory
@@ -63,6 +64,7 @@ class BenchmarkResult:
     timings_us: tuple[float, ...] = ()
     delegates: tuple[dict, ...] = ()
     notes: tuple[str, ...] = ()
+    android_commands: tuple[str, ...] = ()
 
     @property
     def stats(self) -> LatencyStats:
@@ -73,6 +75,7 @@ class BenchmarkResult:
         out["timings_us"] = list(self.timings_us) if include_timings else None
         out["delegates"] = [dict(d) for d in self.delegates]
         out["notes"] = list(self.notes)
+        out["android_commands"] = list(self.android_commands)
         return out
 
 
@@ -204,6 +207,17 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
             _set_inputs(loaded, arrays)
             timings.append(_timed_invoke(loaded.interpreter))
     stats = latency_stats(timings)
+    android_delegate = "xnnpack" if op_resolver == "auto" else "none"
+    external = None
+    for result in delegate_results:
+        if result.name in ("gpu", "nnapi", "hexagon", "external"):
+            android_delegate, external = result.name, result.library
+            break
+    commands = android_benchmark_commands(
+        name.strip("'") if not isinstance(model, (bytes, bytearray, memoryview)) else "model.tflite",
+        num_threads=num_threads, delegate=android_delegate, num_runs=int(num_runs),
+        warmup_runs=int(warmup_runs),
+        external_library=external or "libdelegate.so")
     return BenchmarkResult(
         model=name.strip("'"), interpreter=loaded.backend, num_threads=num_threads,
         op_resolver=op_resolver, num_runs=int(num_runs), warmup_runs=int(warmup_runs),
@@ -214,4 +228,5 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
         peak_memory_method=memory.method, size_bytes=len(data), gzip_bytes=gzip_size(data),
         input_source="random" if inputs is None else "user",
         timings_us=tuple(timings) if keep_timings else (),
-        delegates=tuple(r.to_dict() for r in delegate_results))
+        delegates=tuple(r.to_dict() for r in delegate_results),
+        android_commands=tuple(commands))
