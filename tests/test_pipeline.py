@@ -117,3 +117,33 @@ def test_optimize_cli_data_of_wrong_shape_exits_2(tmp_path, trained_tiny_cnn):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_optimize_killed_mid_stage_writes_nothing_and_rerun_resumes(tmp_path):
+    """SIGKILL during the training stages; the rerun reuses the float model and finishes."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({**TINY_RECIPE, "stages": [
+        {"type": "prune", "target_sparsity": 0.5, "epochs": 3}, {"type": "qat", "epochs": 1}]}))
+    args = [sys.executable, str(REPO_ROOT / "scripts" / "optimize.py"), "--output_dir", str(out),
+            "--recipe", str(recipe), "--float_epochs", "2", "--benchmark_runs", "3",
+            "--num_calibration_samples", "20", "--verbose", "0"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / ".work").glob("float_*.keras")):
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the prune stage
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list((out / ".work").glob("float_*.keras")), "the float model was never cached"
+    assert not (out / "report.json").exists() and not list(out.glob("*.tflite"))
+
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming: reusing the float model" in rerun.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"][0]["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert not (out / ".work").exists()
