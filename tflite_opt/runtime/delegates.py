@@ -142,8 +142,13 @@ def _load_library(spec: DelegateSpec, module: Any, libraries: Sequence[str]
             return None, DelegateResult(spec.name, FAILED, f"load_delegate raised "
                                         f"{type(exc).__name__}: {exc}", library)
         return delegate, DelegateResult(spec.name, USED, "", library)
-    return None, DelegateResult(spec.name, NOT_AVAILABLE, "; ".join(reasons),
-                                spec.library or ", ".join(libraries))
+    tried = [spec.library] if spec.library else list(libraries)
+    if len(tried) > 1:
+        reason = (f"none of the {spec.name} delegate libraries {tried} is installed on this "
+                  f"host (first error: {reasons[0]})")
+    else:
+        reason = reasons[0]
+    return None, DelegateResult(spec.name, NOT_AVAILABLE, reason, ", ".join(tried))
 
 
 def _load_xnnpack(spec: DelegateSpec, module: Any) -> tuple[Any, DelegateResult]:

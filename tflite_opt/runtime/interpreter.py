@@ -109,6 +109,7 @@ def load_backend(name: str = "auto") -> tuple[str, Any]:
                                "install ai-edge-litert==2.3.0")
 
 
+_FLEX_MARKER = "Select TensorFlow op"
 class LoadedInterpreter:
     """An allocated interpreter plus what it took to build it.
 
@@ -166,9 +167,12 @@ def make_interpreter(model: bytes, options: InterpreterOptions | None = None,
             experimental_preserve_all_tensors=options.preserve_all_tensors)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise InvalidTFLiteError(
-            f"model {name} could not be loaded by the {backend} interpreter: "
-            f"{' '.join(str(exc).split())[:500]}; check that every op is a TFLite builtin "
-            "(Flex/SELECT_TF_OPS models need the TensorFlow interpreter)") from None
+        text = " ".join(str(exc).split())
+        hint = ("the model has TensorFlow (Flex) ops, which need an interpreter linked with "
+                "the Flex delegate (neither LiteRT 2.3 nor TensorFlow 2.21's Python "
+                "interpreter has it); convert without SELECT_TF_OPS"
+                if _FLEX_MARKER in text else "check that every op is a TFLite builtin op")
+        raise InvalidTFLiteError(f"model {name} could not be loaded by the {backend} "
+                                 f"interpreter: {text[:300]}; {hint}") from None
     init_us = (time.perf_counter_ns() - start) / 1e3
     return LoadedInterpreter(interpreter, backend, module, options, init_us)
