@@ -230,13 +230,17 @@ class OptimizationPlan:
             if loss is None:
                 raise InvalidArgumentError("loss is None and the model is not compiled; pass loss=...")
         steps = _steps_per_epoch(train_data, batch_size)
-        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+        def scope() -> contextlib.AbstractContextManager:
+            # A strategy scope object cannot be re-entered; make a new one each time.
+            return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
         plan_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         state = self._load_state(plan_dir)
         records = [StageRecord.from_dict(r) for r in state["completed"]]
         policy = self.recipe.policy
 
-        with scope:
+        with scope():
             if state["stage"] > 0 or state["epoch"] > 0:
                 current = keras.models.load_model(str(plan_dir / f"stage{state['stage']}_input.keras"),
                                                   compile=False)
@@ -262,7 +266,7 @@ class OptimizationPlan:
                       f"({stage.epochs} epochs, lr {stage.learning_rate})"
                       + (f", resuming after epoch {resume_epoch}" if resume_epoch else ""))
             start = time.perf_counter()
-            with scope:
+            with scope():
                 wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
                 wrapped.compile(optimizer=fresh_optimizer(optimizer, stage.learning_rate),
                                 loss=loss, metrics=list(metrics) if metrics else None)
@@ -283,7 +287,7 @@ class OptimizationPlan:
                 wrapped.fit(x, y, epochs=stage.epochs, initial_epoch=resume_epoch,
                             validation_data=validation_data, callbacks=stage_callbacks,
                             verbose=verbose, **fit_kwargs)
-            with scope:
+            with scope():
                 current = wrapped if isinstance(stage, QATStage) else strip(wrapped)
             pruned_before |= isinstance(stage, PruneStage)
             clustered_before |= isinstance(stage, ClusterStage)
@@ -320,7 +324,10 @@ class OptimizationPlan:
         if isinstance(stage, ClusterStage):
             return cluster(current, stage=stage, policy=policy)
         scheme = resolve_scheme(stage.scheme, pruned_before, clustered_before)
-        return quantize_aware(current, scheme=scheme, skip=policy.skip)
+        cluster_stage = self.recipe.stage("cluster")
+        per_channel = bool(cluster_stage is not None and cluster_stage.per_channel)
+        return quantize_aware(current, scheme=scheme, skip=policy.skip,
+                              per_channel_clusters=per_channel)
 
     def _load_state(self, plan_dir: Path | None) -> dict[str, Any]:
         fresh = {"recipe": self.recipe.to_dict(), "stage": 0, "epoch": 0, "checkpoint": None,

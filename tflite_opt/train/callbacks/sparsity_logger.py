@@ -55,12 +55,11 @@ class SparsityLogger(keras.callbacks.Callback):
             logs["max_unique_weights"] = float(entry["max_unique_weights"])
         if self._writer is not None:
             with self._writer.as_default():
-                tf.summary.scalar("sparsity/model", entry["sparsity"], step=epoch)
-                tf.summary.scalar("unique_values/max", entry["max_unique_weights"], step=epoch)
+                _scalar("sparsity/model", entry["sparsity"], epoch)
+                _scalar("unique_values/max", entry["max_unique_weights"], epoch)
                 for name, layer_stats in entry["layers"].items():
-                    tf.summary.scalar(f"sparsity/{name}", layer_stats["sparsity"], step=epoch)
-                    tf.summary.scalar(f"unique_values/{name}", layer_stats["unique_values"],
-                                      step=epoch)
+                    _scalar(f"sparsity/{name}", layer_stats["sparsity"], epoch)
+                    _scalar(f"unique_values/{name}", layer_stats["unique_values"], epoch)
             self._writer.flush()
         if self.verbose:
             print(f"epoch {epoch + 1}: sparsity {entry['sparsity']:.3f}, "
@@ -70,3 +69,14 @@ class SparsityLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _scalar(tag: str, value: float, step: int) -> None:
+    # tf.summary.scalar lives in the tensorboard package, which is not a dependency; this
+    # writes the same event (a float tensor tagged for TensorBoard's scalars plugin).
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DATA_CLASS_SCALAR)
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=metadata)
