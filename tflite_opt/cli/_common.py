@@ -56,8 +56,11 @@ def _quiet_tensorflow_logs() -> None:
     """
     import logging
 
+    from absl import logging as absl_logging
+
     if flags.FLAGS["verbosity"].present:
         return
+    absl_logging.set_verbosity(absl_logging.WARNING)  # TensorFlow's import leaves it at INFO
     tf_logger = logging.getLogger("tensorflow")
     tf_logger.setLevel(logging.WARNING)
     tf_logger.propagate = False
