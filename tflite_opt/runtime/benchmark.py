@@ -207,7 +207,7 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
             _set_inputs(loaded, arrays)
             timings.append(_timed_invoke(loaded.interpreter))
     stats = latency_stats(timings)
-    android_delegate = "xnnpack" if op_resolver == "auto" else "none"
+    android_delegate = "xnnpack" if loaded.options.op_resolver == "auto" else "none"
     external = None
     for result in delegate_results:
         if result.name in ("gpu", "nnapi", "hexagon", "external"):
@@ -220,8 +220,8 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
         external_library=external or "libdelegate.so")
     return BenchmarkResult(
         model=name.strip("'"), interpreter=loaded.backend, num_threads=num_threads,
-        op_resolver=op_resolver, num_runs=int(num_runs), warmup_runs=int(warmup_runs),
-        init_us=loaded.init_us, first_inference_us=first_us,
+        op_resolver=loaded.options.op_resolver, num_runs=int(num_runs),
+        warmup_runs=int(warmup_runs), init_us=loaded.init_us, first_inference_us=first_us,
         mean_us=stats.mean_us, std_us=stats.std_us, min_us=stats.min_us,
         median_us=stats.median_us, p90_us=stats.p90_us, p99_us=stats.p99_us,
         max_us=stats.max_us, peak_memory_bytes=memory.peak_bytes,
@@ -229,4 +229,6 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
         input_source="random" if inputs is None else "user",
         timings_us=tuple(timings) if keep_timings else (),
         delegates=tuple(r.to_dict() for r in delegate_results),
+        notes=(f"the default XNNPACK delegate failed to prepare ({loaded.fallback_reason}); "
+               "timed with the builtin kernels",) if loaded.fallback_reason else (),
         android_commands=tuple(commands))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 from tflite_opt.errors import InvalidArgumentError, InvalidTFLiteError
@@ -110,6 +111,7 @@ def load_backend(name: str = "auto") -> tuple[str, Any]:
 
 
 _FLEX_MARKER = "Select TensorFlow op"
+_XNNPACK_MARKER = "XNNPack"
 class LoadedInterpreter:
     """An allocated interpreter plus what it took to build it.
 
@@ -118,15 +120,18 @@ class LoadedInterpreter:
         backend: ``"ai_edge_litert"`` or ``"tensorflow"``.
         options: The ``InterpreterOptions`` used.
         init_us: Microseconds to construct and allocate tensors.
+        fallback_reason: Why the default XNNPACK delegate was dropped (``options`` then
+            says ``op_resolver="no_xnnpack"``), or None.
     """
 
     def __init__(self, interpreter: Any, backend: str, module: Any, options: InterpreterOptions,
-                 init_us: float):
+                 init_us: float, fallback_reason: str | None = None):
         self.interpreter = interpreter
         self.backend = backend
         self.module = module
         self.options = options
         self.init_us = init_us
+        self.fallback_reason = fallback_reason
 
     def input_details(self) -> list[dict]:
         return self.interpreter.get_input_details()
@@ -157,15 +162,23 @@ def make_interpreter(model: bytes, options: InterpreterOptions | None = None,
     """
     options = options or InterpreterOptions()
     backend, module = load_backend(options.backend)
-    resolver = getattr(module.OpResolverType, OP_RESOLVERS[options.op_resolver])
     start = time.perf_counter_ns()
+    fallback_reason = None
     try:
-        interpreter = module.Interpreter(
-            model_content=model, num_threads=options.num_threads,
-            experimental_op_resolver_type=resolver,
-            experimental_delegates=list(delegates) or None,
-            experimental_preserve_all_tensors=options.preserve_all_tensors)
-        interpreter.allocate_tensors()
+        try:
+            interpreter = _build(module, model, options, delegates)
+        except RuntimeError as exc:
+            # LiteRT's default XNNPACK delegate refuses some QAT int8 graphs at prepare time
+            # (tensorflow#58376, LiteRT#9215) although the builtin kernels run them. Only
+            # the implicit default delegate falls back; an explicitly requested one fails.
+            if options.op_resolver != "auto" or delegates or _XNNPACK_MARKER not in str(exc):
+                raise
+            fallback_reason = " ".join(str(exc).split())[:300]
+            options = dataclasses.replace(options, op_resolver="no_xnnpack")
+            interpreter = _build(module, model, options, delegates)
+            warnings.warn(f"model {name}: the default XNNPACK delegate failed to prepare "
+                          f"({fallback_reason}); running it with the builtin kernels instead "
+                          "(op_resolver='no_xnnpack')", RuntimeWarning, stacklevel=2)
     except (ValueError, RuntimeError) as exc:
         text = " ".join(str(exc).split())
         hint = ("the model has TensorFlow (Flex) ops, which need an interpreter linked with "
@@ -175,4 +188,16 @@ def make_interpreter(model: bytes, options: InterpreterOptions | None = None,
         raise InvalidTFLiteError(f"model {name} could not be loaded by the {backend} "
                                  f"interpreter: {text[:300]}; {hint}") from None
     init_us = (time.perf_counter_ns() - start) / 1e3
-    return LoadedInterpreter(interpreter, backend, module, options, init_us)
+    return LoadedInterpreter(interpreter, backend, module, options, init_us,
+                             fallback_reason=fallback_reason)
+
+
+def _build(module: Any, model: bytes, options: InterpreterOptions, delegates: Sequence[Any]) -> Any:
+    interpreter = module.Interpreter(
+        model_content=model, num_threads=options.num_threads,
+        experimental_op_resolver_type=getattr(module.OpResolverType,
+                                              OP_RESOLVERS[options.op_resolver]),
+        experimental_delegates=list(delegates) or None,
+        experimental_preserve_all_tensors=options.preserve_all_tensors)
+    interpreter.allocate_tensors()
+    return interpreter
