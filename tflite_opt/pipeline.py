@@ -248,6 +248,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             "stages": [s.to_dict() for s in plan_result.stages],
             "weight_stats": weight_stats(plan_result.model),
             "runtime": {"interpreter": optimized["latency"]["interpreter"],
+                        "op_resolver": optimized["latency"]["op_resolver"],
                         "num_threads": config.num_threads},
             "timings_s": timings,
             "versions": _versions(),

@@ -36,7 +36,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"(drop {headline['accuracy_drop_points']:+.2f} points vs float Keras)",
         f"- gzip size: {headline['gzip_ratio_vs_float']:.3f}x the float32 `.tflite`",
         f"- median latency: {headline['latency_ratio_vs_float']:.2f}x the float32 `.tflite` "
-        f"({report['runtime']['interpreter']}, {report['runtime']['num_threads']} thread(s))",
+        f"({report['runtime']['interpreter']}, op resolver {report['runtime']['op_resolver']}, "
+        f"{report['runtime']['num_threads']} thread(s))",
         "", "## Variants", "",
         "| variant | file | size | gzip | accuracy | agreement with float Keras | max abs diff | "
         "latency median | p90 | min | max |",
@@ -49,6 +50,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{_pct(v['accuracy'])} | {_pct(v['agreement'])} | {v['max_abs_diff']:.4f} | "
             f"{lat['median_us']:.0f} µs | {lat['p90_us']:.0f} µs | {lat['min_us']:.0f} µs | "
             f"{lat['max_us']:.0f} µs |")
+    notes = [f"- {v['name']}: {note}" for v in report["variants"] for note in v["latency"].get("notes", ())]
+    if notes:
+        lines += ["", "Runtime notes:", *notes]
     lines += ["", "## Training stages", "",
               "| stage | epochs | seconds | sparsity | max unique weights | metrics |",
               "|---|---|---|---|---|---|"]
