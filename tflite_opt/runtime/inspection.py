@@ -83,14 +83,17 @@ class Inspection:
     num_subgraphs: int = 1
     description: str = ""
 
-    def weight(self, name_part: str) -> dict:
-        """The first weight whose name contains ``name_part`` (KeyError if none).
+    def weight(self, name_part: str, role: str | None = "weight") -> dict:
+        """The first constant whose name contains ``name_part`` and has ``role``.
+
+        ``role`` is ``"weight"`` (a kernel), ``"bias"``, ``"constant"`` or None for any;
+        the converter names a layer's kernel and its bias alike, hence the filter.
 
         Example:
-            >>> info.weight("dense1/MatMul")["sparsity"]
+            >>> info.weight("dense1")["sparsity"]
         """
         for w in self.weights:
-            if name_part in w["name"]:
+            if name_part in w["name"] and (role is None or w["role"] == role):
                 return w
         raise KeyError(f"no constant tensor name contains {name_part!r}; names: "
                        f"{[w['name'] for w in self.weights]}")
