@@ -9,3 +9,9 @@ import pytest
 def small_train(digits16):
     """256 training images of the 16x16 digits, for fits that only need to run."""
     return digits16.x_train[:256], digits16.y_train[:256]
+
+
+@pytest.fixture(scope="session")
+def tiny_train(digits16):
+    """64 training images: two batches, for fits that only need to run."""
+    return digits16.x_train[:64], digits16.y_train[:64]

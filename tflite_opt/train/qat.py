@@ -176,7 +176,10 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
         default_8bit_quantize_registry,
     )
 
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_annotate
+
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    annotate_cls = quantize_annotate.QuantizeAnnotate
     names = {layer.name for layer in plain.layers}
     missing = [n for n in skip if n not in names]
     if missing:
@@ -191,13 +194,21 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
                 f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, which 8-bit QAT "
                 f"cannot wrap; pass skip=[{layer.name!r}] (recipe policy.skip) to keep it in float, "
                 "or flatten it into the outer functional model")
+        if isinstance(layer, annotate_cls):
+            return layer  # annotated by the user with their own QuantizeConfig
+        # BatchNormalization is folded into the conv before it by tfmot's transforms.
+        if registry.supports(layer) or isinstance(layer, keras.layers.BatchNormalization):
+            return q.quantize_annotate_layer(layer)
         # Weightless layers the registry does not know (Rescaling, Lambda, ...) stay float in
-        # the QAT graph; the int8 converter quantizes them from calibration data. Layers with
-        # weights are annotated: BatchNormalization is folded by tfmot's transforms, and a
-        # truly unsupported one is reported below by name.
-        if not registry.supports(layer) and not layer.weights:
+        # the QAT graph; the int8 converter quantizes them from calibration data.
+        if not layer.weights:
             return layer
-        return q.quantize_annotate_layer(layer)
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} ({type(layer).__name__}) has weights but 8-bit QAT does not "
+            f"support it; pass skip=[{layer.name!r}] (recipe policy.skip) to keep it in float "
+            "(register the class with keras.utils.register_keras_serializable so it can be "
+            "cloned), or annotate it yourself with tfmot.quantization.keras."
+            "quantize_annotate_layer(layer, quantize_config=YourQuantizeConfig())")
 
     annotated = keras.models.clone_model(plain, clone_function=annotate)
     try:
