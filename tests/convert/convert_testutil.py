@@ -29,20 +29,23 @@ def run_tflite(tflite_bytes: bytes, x: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-def with_activation_outliers(model, layer: str, next_layer: str, units=(0, 1), factor: float = 300.0):
+def with_activation_outliers(model, layer: str, next_layer: str, x, num_units: int = 2,
+                             factor: float = 300.0):
     """A copy of ``model`` computing the same function, with a few huge activation units.
 
     ReLU is positively homogeneous, so scaling some units of ``layer`` by
     ``factor`` and the matching input rows of ``next_layer`` by ``1/factor``
     leaves the float outputs unchanged. Per-tensor int8 activation quantization
     then spends its range on those units and rounds the others to zero: the
-    channel-range imbalance that cross-layer equalization exists to fix.
+    channel-range imbalance that cross-layer equalization exists to fix. The
+    scaled units are the most active ones on ``x`` (a dead unit stays zero).
     """
     from tflite_opt._keras import keras
 
+    probe = keras.Model(model.input, model.get_layer(layer).output)
+    units = list(np.argsort(probe.predict(x, verbose=0).reshape(len(x), -1).mean(0))[-num_units:])
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    units = list(units)
     w, b = clone.get_layer(layer).get_weights()
     w[..., units] *= factor
     b[units] *= factor
