@@ -181,3 +181,19 @@ def test_every_entry_point_rejects_an_empty_file(tmp_path, digits16):
     for call in calls:
         with pytest.raises(InvalidTFLiteError, match="empty"):
             call()
+
+
+def test_profile_ops_covers_every_node_and_sums_to_the_total(tflite_files):
+    from tflite_opt.runtime import profile_ops
+
+    prof = profile_ops(tflite_files["int8"], num_runs=10, warmup_runs=1)
+    assert prof.available and "prefix" in prof.method
+    assert [n["node"] for n in prof.by_node] == list(range(9))
+    assert prof.by_node[0]["op"] == "CONV_2D" and prof.by_node[-1]["op"] == "SOFTMAX"
+    # Node times telescope: they add up to the whole graph's median.
+    assert sum(n["us"] for n in prof.by_node) == pytest.approx(prof.total_us)
+    assert prof.by_node[-1]["cumulative_us"] == prof.total_us
+    assert set(prof.by_op_type) == {"CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED",
+                                    "SOFTMAX"}
+    assert prof.by_op_type["CONV_2D"]["count"] == 3
+    assert sum(v["share"] for v in prof.by_op_type.values()) == pytest.approx(1.0)

@@ -38,6 +38,8 @@ flags.DEFINE_bool("find_fastest", False, "Also time threads x XNNPACK on/off and
 flags.DEFINE_list("threads_to_try", ["1", "2"], "Thread counts for --find_fastest.")
 flags.DEFINE_list("compiled_model", [], "Also benchmark through LiteRT CompiledModel on these "
                   "accelerators: cpu, gpu, gpu_only.")
+flags.DEFINE_bool("profile", False, "Also measure time per node and per op type (prefix "
+                  "differencing; the LiteRT Python API has no op profiler).")
 flags.DEFINE_bool("isolate", True, "Run each model once in a child process first, so a crash "
                   "in the runtime becomes an error instead of a signal.")
 flags.DEFINE_bool("progress", True, "Show a progress bar over the runs.")
@@ -65,7 +67,7 @@ def main(argv) -> int:
     from tflite_opt.errors import InvalidArgumentError
     from tflite_opt.files import atomic_write_json
     from tflite_opt.runtime import (benchmark, benchmark_compiled_model, compare,
-                                    find_fastest_config, read_tflite)
+                                    find_fastest_config, profile_ops, read_tflite)
     from tflite_opt.runtime.isolation import ensure_runs_safely
 
     if not FLAGS.model:
@@ -129,6 +131,24 @@ def main(argv) -> int:
             [[r.candidate.label, r.stats.min_us, r.stats.median_us, r.stats.max_us]
              for r in fastest.comparison.results], "interpreter configurations (interleaved)"))
         text.append(fastest.summary)
+    if FLAGS.profile:
+        prof = profile_ops(models[0], num_runs=FLAGS.num_runs, warmup_runs=FLAGS.warmup_runs,
+                           num_threads=FLAGS.num_threads, op_resolver=FLAGS.op_resolver,
+                           progress=FLAGS.progress)
+        report["profile"] = prof.to_dict()
+        if prof.available:
+            text.append(format_table(
+                ["op type", "nodes", "us", "share"],
+                [[op, v["count"], v["us"], f"{100 * v['share']:.1f}%"]
+                 for op, v in prof.by_op_type.items()],
+                f"per-op profile of {models[0]} (noise ~{prof.noise_us:.2f} us; "
+                "prefix differencing)"))
+            text.append(format_table(
+                ["node", "op", "us", "cumulative_us", "output"],
+                [[n["node"], n["op"], n["us"], n["cumulative_us"], n["output"][:50]]
+                 for n in prof.by_node], "per node"))
+        else:
+            text.append(f"per-op profile not available: {prof.reason}")
     if FLAGS.compiled_model:
         results = benchmark_compiled_model(models[0], accelerators=FLAGS.compiled_model,
                                            num_threads=FLAGS.num_threads,

@@ -20,15 +20,17 @@ from tflite_opt.runtime.inspection import Inspection, inspect_model
 from tflite_opt.runtime.interpreter import (BACKENDS, OP_RESOLVERS, InterpreterOptions,
                                             make_interpreter)
 from tflite_opt.runtime.model_file import read_tflite, verify_tflite
+from tflite_opt.runtime.profile import OpProfile, profile_ops
 from tflite_opt.runtime.quantization import dequantize_output, quantize_input
 from tflite_opt.runtime.stats import LatencyStats, latency_stats, nearest_rank_percentile
 
 __all__ = [
     "AcceleratorResult", "AccuracyResult", "BACKENDS", "BenchmarkResult", "CompareResult",
     "DELEGATES", "DelegateResult", "DelegateSpec", "FastestConfig", "GpuCompatibility",
-    "Inspection", "InterpreterOptions", "LatencyStats", "OP_RESOLVERS",
+    "Inspection", "InterpreterOptions", "LatencyStats", "OP_RESOLVERS", "OpProfile",
     "android_benchmark_commands", "benchmark", "benchmark_compiled_model", "compare",
     "dequantize_output", "evaluate_tflite", "find_fastest_config", "gzip_size",
     "inspect_model", "latency_stats", "load_image_folder", "make_interpreter",
-    "nearest_rank_percentile", "quantize_input", "read_tflite", "verify_tflite",
+    "nearest_rank_percentile", "profile_ops", "quantize_input", "read_tflite",
+    "verify_tflite",
 ]
