@@ -25,10 +25,10 @@ def _convert(model, int8: bool, calibration: np.ndarray | None = None) -> bytes:
 
 @pytest.fixture(scope="session")
 def tflite_files(trained_tiny_cnn, digits16, tmp_path_factory):
-    """{'float': path, 'int8': path} of the trained tiny CNN converted both ways."""
-    model, _ = trained_tiny_cnn
+    """{'float': path, 'int8': path, 'keras': path} of the trained tiny CNN, both conversions."""
+    model, keras_path = trained_tiny_cnn
     folder = tmp_path_factory.mktemp("tflite")
-    paths = {}
+    paths = {"keras": keras_path}
     for kind in ("float", "int8"):
         path = folder / f"tiny_{kind}.tflite"
         path.write_bytes(_convert(model, kind == "int8", digits16.x_train))
