@@ -33,8 +33,13 @@ from tflite_opt.errors import ConversionError, DataError, InvalidArgumentError, 
 # happened to be picked; the TFLite docs suggest 100-500.
 MIN_CALIBRATION_SAMPLES = 10
 # A model whose weight matrices are at least this sparse is converted with
-# EXPERIMENTAL_SPARSITY when sparsity="auto".
+# EXPERIMENTAL_SPARSITY when sparsity="auto" and the precision is float.
 SPARSITY_THRESHOLD = 0.5
+# Sparse-encoded *quantized* weights make LiteRT 2.3's default XNNPACK delegate fail to
+# prepare FULLY_CONNECTED/CONV (the builtin kernels densify them at init and run 3-4x
+# slower), so "auto" leaves them dense; gzip (or the APK's compression) still removes
+# the zeros. sparsity=True still forces the encoding for runtimes that use it.
+_AUTO_SPARSE_PRECISIONS = ("float32", "float16")
 _IO_TYPES = ("int8", "uint8", "int16", "float32")
 
 
@@ -165,8 +170,9 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
         preprocessing: How images of an image-folder source become model input.
             Defaults to pixels scaled to [0, 1].
         sparsity: ``True`` to encode sparse weights (``EXPERIMENTAL_SPARSITY``),
-            ``False`` not to, ``"auto"`` to do it when at least half the weights are
-            zero (a pruned model). Defaults to ``"auto"``.
+            ``False`` not to, ``"auto"`` to do it for float32/float16 when at least half
+            the weights are zero (a pruned model; quantized files stay dense because
+            LiteRT's XNNPACK cannot run sparse-encoded int8 weights). Defaults to ``"auto"``.
         progress: Show a calibration progress bar. Defaults to True.
         quiet: Keep the converter's log output off the terminal. Defaults to True.
 
@@ -254,8 +260,9 @@ def _prepare(model: Any, precision: str | Precision, representative_data: Any,
                 representative_data, source.input_specs, num_samples=int(num_calibration_samples),
                 min_samples=min(MIN_CALIBRATION_SAMPLES, int(num_calibration_samples)),
                 preprocessing=preprocessing)
-        use_sparsity = (sparsity is True) or (sparsity == "auto" and
-                                             source.weight_sparsity >= SPARSITY_THRESHOLD)
+        use_sparsity = (sparsity is True) or (
+            sparsity == "auto" and prec.value in _AUTO_SPARSE_PRECISIONS
+            and source.weight_sparsity >= SPARSITY_THRESHOLD)
         converter = _build_converter(source, prec, calibration, in_type, out_type,
                                      allow_select_tf_ops, use_sparsity, progress)
     except BaseException:
