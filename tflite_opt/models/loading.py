@@ -64,8 +64,12 @@ def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
             model = keras.models.load_model(os.fspath(path), compile=compile)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if fmt == "keras" and "quantize_layer" in first_line:
+            # tfmot 0.8.1 QAT wrappers do not round-trip through the .keras format.
+            hint = "; quantization-aware (QAT) models must be saved as .h5 or a SavedModel folder"
         raise ModelLoadError(f"could not load Keras model from {str(path)!r} ({fmt}): "
-                             f"{first_line[:300]}") from exc
+                             f"{first_line[:300]}{hint}") from exc
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{str(path)!r} holds a {type(model).__name__}, not a Keras model; "
                              "save it with model.save('model.keras')")
