@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tflite_opt._keras import keras
+from tflite_opt.data.calibration import ImagePreprocessing
 from tflite_opt.data.digits import Dataset, load_digits
 from tflite_opt.errors import DataError, InvalidArgumentError
 from tflite_opt.files import staged_output_dir
@@ -198,6 +199,9 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     reference = float_model.predict(data.x_test, batch_size=256, verbose=0)
     calibration = data.x_train[: config.num_calibration_samples]
     labels = [str(i) for i in range(data.num_classes)]
+    # The digits' 17 grey levels were scaled to [0, 1]: an app feeding 8-bit grey pixels
+    # divides by 255. For a user's .npz the preprocessing is unknown, so none is claimed.
+    normalization = ImagePreprocessing(scale=1 / 255) if config.data is None else None
     variants = []
     with staged_output_dir(output_dir) as stage:
         # 4. Convert the float baseline and the optimized model.
@@ -214,7 +218,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         t = time.perf_counter()
         for name, precision, conversion in conversions:
             filename = f"model_{precision}.tflite"
-            path = conversion.save(stage / filename, overwrite=True, labels=labels)
+            path = conversion.save(stage / filename, overwrite=True, labels=labels,
+                                   normalization=normalization)
             accuracy = evaluate_tflite(path, data.x_test, data.y_test, reference_outputs=reference,
                                        num_threads=config.num_threads)
             latency = benchmark(path, num_runs=config.benchmark_runs, num_threads=config.num_threads)
