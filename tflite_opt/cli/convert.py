@@ -37,6 +37,9 @@ flags.DEFINE_string("eval_data", None, "An .npz with arrays x and y to measure t
 flags.DEFINE_bool("allow_select_tf_ops", False, "Keep ops outside the TFLite builtins as "
                   "TensorFlow (Flex) ops; the app then needs the Flex delegate.")
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+flags.DEFINE_enum("sparsity", "auto", ["auto", "on", "off"], "Encode sparse (pruned) weights: "
+                  "'auto' for float models with >= 50% zero weights (smaller, same speed); "
+                  "'on' for any precision (int8 then runs without XNNPACK: smaller but slower).")
 flags.DEFINE_string("labels", None, "Text file with one class label per line (copied to labels.txt "
                     "and into the sidecar).")
 flags.DEFINE_float("pixel_scale", None, "Normalization the app applies: (pixel * scale - mean) / "
@@ -114,7 +117,8 @@ def main(argv) -> None:
     else:
         result = convert(FLAGS.model, FLAGS.precision, FLAGS.representative_data,
                          FLAGS.num_calibration_samples, FLAGS.input_type, FLAGS.output_type,
-                         FLAGS.allow_select_tf_ops, preprocessing=normalization)
+                         FLAGS.allow_select_tf_ops, preprocessing=normalization,
+                         sparsity={"auto": "auto", "on": True, "off": False}[FLAGS.sparsity])
     report = None
     if FLAGS.quant_report:
         report = aa.report if aa is not None else quantization_report(

@@ -220,7 +220,7 @@ def convert_accuracy_aware(model: Any, representative_data: Any, eval_data: Any,
         final_nodes: list[str] = []
         final_bytes, final_acc = ptq_bytes, ptq_acc
     else:
-        ranked = [l.node for l in sorted(report.layers, key=lambda l: -_finite(l.channel_nsr))]
+        ranked = [l.node for l in report.worst(len(report.layers))]
         chosen: list[str] = []
         best: tuple[list[str], bytes, float] | None = None
         for node in ranked:
@@ -266,10 +266,6 @@ def convert_accuracy_aware(model: Any, representative_data: Any, eval_data: Any,
         f"points) with {len(final_nodes)}/{result.num_layers} layers in float "
         f"{list(result.float_layers)}; size {result.ptq_size_bytes} -> {result.size_bytes} bytes")
     return result
-
-
-def _finite(v: float) -> float:
-    return v if np.isfinite(v) else -1.0
 
 
 def _default_evaluate(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:

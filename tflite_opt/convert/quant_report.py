@@ -12,7 +12,8 @@ earlier layers. For each layer this module reports:
   outlier channels that set a huge range make the *other* channels round to zero:
   the tensor SNR still looks fine (the outliers dominate the signal), rmse/scale
   looks fine (errors stay within one step), but channel NSR approaches 1. This is
-  the ranking used by accuracy-aware int8.
+  the ranking used by accuracy-aware int8 (``LayerError.sensitivity``; for
+  softmax outputs, whose near-zero classes do not matter, the tensor NSR).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 from tflite_opt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 DEFAULT_DEBUG_SAMPLES = 50
+_PROBABILITY_OPS = ("SOFTMAX", "LOGISTIC", "LOG_SOFTMAX")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +60,20 @@ class LayerError:
     channel_nsr: float
     num_elements: int
 
+    @property
+    def sensitivity(self) -> float:
+        """How much this layer's quantization likely hurts: channel NSR, except for
+        probability outputs (softmax/logistic), whose near-zero classes carry no
+        decision information, so the tensor-level noise-to-signal ratio is used."""
+        if self.op in _PROBABILITY_OPS:
+            return 10 ** (-self.snr_db / 10) if math.isfinite(self.snr_db) else 0.0
+        return self.channel_nsr if math.isfinite(self.channel_nsr) else -1.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        out = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in dataclasses.asdict(self).items()}
+        out["sensitivity"] = self.sensitivity
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +90,8 @@ class QuantizationReport:
     num_samples: int
 
     def worst(self, k: int = 5) -> list[LayerError]:
-        """The ``k`` layers with the highest channel NSR."""
-        return sorted(self.layers, key=lambda l: -_nan_low(l.channel_nsr))[:k]
+        """The ``k`` layers with the highest :attr:`LayerError.sensitivity`."""
+        return sorted(self.layers, key=lambda l: -l.sensitivity)[:k]
 
     def table(self) -> dict[str, Any]:
         """The benchmark/report table form: ``{"title", "columns", "rows"}``."""
@@ -301,6 +314,3 @@ def _r(v: float, digits: int) -> float | None:
 def _nan0(v: float) -> float:
     return v if math.isfinite(v) else 0.0
 
-
-def _nan_low(v: float) -> float:
-    return v if math.isfinite(v) else -1.0
