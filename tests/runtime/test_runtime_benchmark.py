@@ -70,6 +70,10 @@ def test_benchmark_with_user_inputs_and_no_xnnpack(tflite_files, digits16):
     assert result.input_source == "user" and result.num_threads == 2
     (xnn,) = result.delegates
     assert xnn["status"] == NOT_AVAILABLE and "op_resolver" in xnn["reason"]
+    with_xnnpack = benchmark(tflite_files["int8"], num_runs=1, delegates=["xnnpack"])
+    (xnn,) = with_xnnpack.delegates
+    # XNNPACK has no int8 softmax: that node stays on the CPU kernels.
+    assert xnn["cpu_ops"] == ["SOFTMAX"] and xnn["delegated_nodes"] == 8
     assert any("--use_xnnpack=false" in c and "--num_threads=2" in c
                for c in result.android_commands)
 
@@ -99,7 +103,7 @@ def test_delegates_each_get_an_outcome_and_never_raise(tflite_files, tmp_path):
     assert all(status == NOT_AVAILABLE for _, status in by_name[1:])
     xnn = result.delegates[0]
     # The XNNPACK partition took every node of the float CNN.
-    assert xnn["delegated_nodes"] == 9 and xnn["cpu_nodes"] == 0
+    assert xnn["delegated_nodes"] == 9 and xnn["cpu_nodes"] == 0 and xnn["cpu_ops"] == []
     assert "Android" in result.delegates[2]["reason"]
     assert all(d["reason"] for d in result.delegates[1:])
 

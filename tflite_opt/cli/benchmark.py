@@ -98,8 +98,9 @@ def main(argv) -> int:
                     f"({result.peak_memory_method})")
         if result.delegates:
             text.append(format_table(
-                ["delegate", "status", "delegated_nodes", "cpu_nodes", "reason"],
-                [[d["name"], d["status"], d["delegated_nodes"], d["cpu_nodes"], d["reason"]]
+                ["delegate", "status", "delegated_nodes", "cpu_nodes", "cpu_ops", "reason"],
+                [[d["name"], d["status"], d["delegated_nodes"], d["cpu_nodes"],
+                  ",".join(d["cpu_ops"]) if d["cpu_ops"] else None, d["reason"][:160]]
                  for d in result.delegates], "delegates"))
         text.append("on an Android phone (same settings):\n  " +
                     "\n  ".join(result.android_commands))

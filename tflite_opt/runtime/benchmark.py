@@ -218,6 +218,13 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
         num_threads=num_threads, delegate=android_delegate, num_runs=int(num_runs),
         warmup_runs=int(warmup_runs),
         external_library=external or "libdelegate.so")
+    notes = []
+    if memory.method != "vmhwm_reset":
+        notes.append("peak_memory_bytes is the process's lifetime peak: this system does not "
+                     "allow resetting the peak RSS counter")
+    cpus = os.cpu_count() or 1
+    if num_threads > cpus:
+        notes.append(f"num_threads={num_threads} exceeds the {cpus} CPUs of this machine")
     return BenchmarkResult(
         model=name.strip("'"), interpreter=loaded.backend, num_threads=num_threads,
         op_resolver=loaded.options.op_resolver, num_runs=int(num_runs),

@@ -101,6 +101,7 @@ class DelegateResult:
         library: The library tried, if any.
         delegated_nodes: Nodes the delegate took over, when the runtime says (else None).
         cpu_nodes: Nodes left on the CPU kernels, when the runtime says (else None).
+        cpu_ops: Op names of those CPU nodes (else None).
     """
 
     name: str
@@ -109,9 +110,12 @@ class DelegateResult:
     library: str | None = None
     delegated_nodes: int | None = None
     cpu_nodes: int | None = None
+    cpu_ops: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["cpu_ops"] = None if self.cpu_ops is None else list(self.cpu_ops)
+        return out
 
 
 # --- loaders: spec, backend module -> (delegate object or None, DelegateResult) ---
@@ -220,6 +224,28 @@ def resolve_delegates(delegates: Sequence[Any], backend: str = "auto"
     return objects, results
 
 
+def _taken_nodes(ops: list[dict], regular: list[dict]) -> set[int]:
+    """Indices into ``regular`` of the nodes some DELEGATE partition replaced."""
+    producer = {}
+    for i, o in enumerate(regular):
+        for t in o.get("outputs", []):
+            producer[int(t)] = i
+    taken: set[int] = set()
+    for d in (o for o in ops if o.get("op_name") == "DELEGATE"):
+        boundary = {int(t) for t in d.get("inputs", [])}
+        stack = [int(t) for t in d.get("outputs", [])]
+        seen: set[int] = set()
+        while stack:
+            t = stack.pop()
+            if t in seen or t in boundary or t not in producer:
+                continue
+            seen.add(t)
+            node = producer[t]
+            taken.add(node)
+            stack.extend(int(x) for x in regular[node].get("inputs", []) if int(x) >= 0)
+    return taken
+
+
 def delegate_node_split(interpreter: Any) -> tuple[int | None, int | None]:
     """(nodes taken by delegates, nodes left on CPU kernels), or (None, None) if not exposed.
 
@@ -238,24 +264,24 @@ def delegate_node_split(interpreter: Any) -> tuple[int | None, int | None]:
     except Exception:  # noqa: BLE001 - private API: absent or changed means "not exposed"
         return None, None
     regular = [o for o in ops if o.get("op_name") != "DELEGATE"]
-    producer = {}
-    for i, o in enumerate(regular):
-        for t in o.get("outputs", []):
-            producer[int(t)] = i
-    taken: set[int] = set()
-    for d in (o for o in ops if o.get("op_name") == "DELEGATE"):
-        boundary = {int(t) for t in d.get("inputs", [])}
-        stack = [int(t) for t in d.get("outputs", [])]
-        seen: set[int] = set()
-        while stack:
-            t = stack.pop()
-            if t in seen or t in boundary or t not in producer:
-                continue
-            seen.add(t)
-            node = producer[t]
-            taken.add(node)
-            stack.extend(int(x) for x in regular[node].get("inputs", []) if int(x) >= 0)
+    taken = _taken_nodes(ops, regular)
     return len(taken), len(regular) - len(taken)
+
+
+def cpu_node_ops(interpreter: Any) -> list[str] | None:
+    """Op names of the nodes no delegate took (run by CPU kernels), or None if not exposed.
+
+    Example:
+        >>> cpu_node_ops(loaded.interpreter)
+        ['SOFTMAX']
+    """
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception:  # noqa: BLE001 - private API: absent or changed means "not exposed"
+        return None
+    regular = [o for o in ops if o.get("op_name") != "DELEGATE"]
+    taken = _taken_nodes(ops, regular)
+    return [o.get("op_name", "?") for i, o in enumerate(regular) if i not in taken]
 
 
 def build_interpreter(data: bytes, options: Any, delegates: Sequence[Any] = (),
@@ -295,5 +321,7 @@ def build_interpreter(data: bytes, options: Any, delegates: Sequence[Any] = (),
                                   r.library) if r.status == USED and r.library else r
                    for r in results]
     delegated, cpu = delegate_node_split(loaded.interpreter)
-    return loaded, [dataclasses.replace(r, delegated_nodes=delegated, cpu_nodes=cpu)
+    cpu_ops = cpu_node_ops(loaded.interpreter)
+    return loaded, [dataclasses.replace(r, delegated_nodes=delegated, cpu_nodes=cpu,
+                                        cpu_ops=None if cpu_ops is None else tuple(cpu_ops))
                     if r.status == USED else r for r in results]
