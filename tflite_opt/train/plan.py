@@ -195,7 +195,8 @@ class OptimizationPlan:
             optimizer: OptimizerSpec = "adam", batch_size: int = 32,
             callbacks: Sequence[keras.callbacks.Callback] | None = None,
             strategy: tf.distribute.Strategy | None = None,
-            checkpoint_dir: str | os.PathLike | None = None, verbose: int = 1) -> PlanResult:
+            checkpoint_dir: str | os.PathLike | None = None, verbose: int = 1,
+            run_eagerly: bool = False) -> PlanResult:
         """Runs every stage and returns the final model and a record per stage.
 
         Args:
@@ -212,6 +213,9 @@ class OptimizationPlan:
             checkpoint_dir: Folder for per-epoch checkpoints; a rerun with the same recipe
                 resumes from the last completed epoch. Defaults to None (no checkpoints).
             verbose: 0 silent, 1 progress bars and stage summaries, 2 one line per epoch.
+            run_eagerly: Fit without tracing a graph: far faster for smoke runs of a few steps
+                on big models (tracing MobileNetV2's QAT graph takes ~20 s), slower for real
+                training. Defaults to False.
 
         Raises:
             DataError: bad training or validation data.
@@ -269,7 +273,8 @@ class OptimizationPlan:
             with scope():
                 wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
                 wrapped.compile(optimizer=fresh_optimizer(optimizer, stage.learning_rate),
-                                loss=loss, metrics=list(metrics) if metrics else None)
+                                loss=loss, metrics=list(metrics) if metrics else None,
+                                run_eagerly=run_eagerly)
                 if resume_epoch:
                     wrapped.load_weights(str(plan_dir / state["checkpoint"] / "ckpt")).expect_partial()
             summary = StageSummary(stage.type, verbose=0)
