@@ -98,3 +98,34 @@ def test_benchmark_returns_ordered_statistics(tflite_files):
     assert bench.peak_memory_bytes > 0
     assert bench.interpreter == "ai_edge_litert"
     json.dumps(bench.to_dict())
+
+
+def test_isolated_benchmark_and_evaluate_match_in_process_results(tflite_files, digits16):
+    acc = evaluate_tflite(tflite_files["int8"], digits16.x_test, digits16.y_test, isolate=True)
+    assert acc.accuracy == evaluate_tflite(tflite_files["int8"], digits16.x_test,
+                                           digits16.y_test).accuracy
+    assert benchmark(tflite_files["int8"], num_runs=2, isolate=True).num_runs == 2
+
+
+def test_probe_reports_a_runtime_refusal_without_raising(tflite_files):
+    from tflite_opt.runtime.isolation import ensure_runs_safely, probe_in_subprocess
+
+    data = tflite_files["float"].read_bytes()
+    assert probe_in_subprocess(data).ok
+    # A valid flatbuffer whose op the runtime refuses: opcode turned into an unknown custom op.
+    from ai_edge_litert import schema_py_generated as schema
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    model.operatorCodes[0].builtinCode = 32  # CUSTOM
+    model.operatorCodes[0].deprecatedBuiltinCode = 32
+    model.operatorCodes[0].customCode = "NoSuchOp"
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    custom = bytes(builder.Output())
+    result = probe_in_subprocess(read_tflite(custom))
+    assert not result.ok and result.signal_name is None and "NoSuchOp" in result.error
+    with pytest.raises(InvalidTFLiteError, match="could not be run"):
+        ensure_runs_safely(custom, name="custom.tflite")
+    with pytest.raises(InvalidTFLiteError, match="NoSuchOp"):
+        benchmark(custom, num_runs=1)

@@ -185,7 +185,7 @@ def evaluate_tflite(model: ModelSource, x: Any, y: Any = None,
                     batch_size: int = DEFAULT_BATCH_SIZE, op_resolver: str = "auto",
                     backend: str = "auto",
                     metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
-                    progress: bool = False) -> AccuracyResult:
+                    progress: bool = False, isolate: bool = False) -> AccuracyResult:
     """Runs a ``.tflite`` model over an evaluation set and scores it.
 
     Args:
@@ -202,6 +202,9 @@ def evaluate_tflite(model: ModelSource, x: Any, y: Any = None,
         backend: ``"auto"``, ``"ai_edge_litert"`` or ``"tensorflow"``.
         metric: Optional ``metric(y_true, dequantized_outputs) -> float``.
         progress: tqdm bar over batches. Defaults to False.
+        isolate: First run the model once in a child process so a file that
+            crashes the native runtime raises ``InvalidTFLiteError`` instead.
+            Defaults to False.
 
     Returns:
         An ``AccuracyResult``.
@@ -220,6 +223,10 @@ def evaluate_tflite(model: ModelSource, x: Any, y: Any = None,
     options = InterpreterOptions(num_threads=num_threads, op_resolver=op_resolver, backend=backend)
     data = read_tflite(model)
     name = _describe(model)
+    if isolate:
+        from tflite_opt.runtime.isolation import ensure_runs_safely
+
+        ensure_runs_safely(data, name=name, num_threads=num_threads)
     loaded = make_interpreter(data, options, name=name)
     runner = _Runner(loaded, name, batch_size)
 
