@@ -83,3 +83,19 @@ def test_cli_flag_errors_exit_2(model_and_data):
     proc = _run(f"--model={d / 'missing.keras'}", f"--output={d / 'x.tflite'}")
     assert proc.returncode == 2 and "does not exist" in _error_line(proc)
     assert not (d / "x.tflite").exists()
+
+
+def test_cli_accuracy_aware_with_report_writes_all_files(trained_tiny_cnn, digits16, tmp_path):
+    _, model_path = trained_tiny_cnn
+    np.save(tmp_path / "calib.npy", digits16.x_train[:100])
+    np.savez(tmp_path / "eval.npz", x=digits16.x_test, y=digits16.y_test)
+    out = tmp_path / "aa.tflite"
+    proc = _run(f"--model={model_path}", "--precision=int8", f"--output={out}",
+                f"--representative_data={tmp_path / 'calib.npy'}", "--max_accuracy_drop=0.02",
+                f"--eval_data={tmp_path / 'eval.npz'}", "--quant_report")
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy-aware int8: bound met" in proc.stdout
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["inputs"][0]["dtype"] == "int8" and side["float_nodes"] == []
+    for suffix in (".json", ".md", ".png"):
+        assert (tmp_path / f"aa.quant_report{suffix}").stat().st_size > 0

@@ -95,9 +95,10 @@ class QuantizationReport:
 
     def table(self) -> dict[str, Any]:
         """The benchmark/report table form: ``{"title", "columns", "rows"}``."""
-        columns = ["layer", "op", "scale", "zero_point", "rmse/scale", "snr_db", "channel_nsr"]
+        columns = ["layer", "op", "scale", "zero_point", "rmse/scale", "snr_db", "channel_nsr",
+                   "sensitivity"]
         rows = [[l.layer, l.op, _r(l.scale, 6), l.zero_point, _r(l.rmse_over_scale, 3),
-                 _r(l.snr_db, 1), _r(l.channel_nsr, 4)] for l in self.layers]
+                 _r(l.snr_db, 1), _r(l.channel_nsr, 4), _r(l.sensitivity, 4)] for l in self.layers]
         return {"title": "Per-layer int8 quantization error", "columns": columns, "rows": rows}
 
     def to_markdown(self) -> str:
