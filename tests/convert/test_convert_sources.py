@@ -145,7 +145,21 @@ def test_convert_model_needing_tf_ops_error_names_ops_and_flag():
         convert(_flex_model())
 
 
-def test_convert_allow_select_tf_ops_records_flex_ops():
+def test_convert_allow_select_tf_ops_records_flex_ops_in_sidecar(tmp_path):
+    import json
+
     result = convert(_flex_model(), allow_select_tf_ops=True)
     assert result.select_tf_ops == ("MatrixDeterminant",)
     assert result.requires_flex_delegate and result.to_dict()["requires_flex_delegate"]
+    result.save(tmp_path / "flex.tflite")
+    side = json.loads((tmp_path / "flex.json").read_text())
+    assert side["requires_flex_delegate"] and side["select_tf_ops"] == ["MatrixDeterminant"]
+    assert side["inputs"][0]["name"] == "serving_default_x:0"
+
+
+def test_convert_qat_model_to_int16x8_raises_pointing_to_int8():
+    import tensorflow_model_optimization as tfmot
+
+    qat = tfmot.quantization.keras.quantize_model(_qat_base())
+    with pytest.raises(InvalidArgumentError, match="quantization-aware.*precision='int8'"):
+        convert(qat, "int16x8")

@@ -216,7 +216,10 @@ class _Prepared:
     def result(self, tflite_bytes: bytes, elapsed: float,
                float_nodes: Sequence[str] = ()) -> ConversionResult:
         flex = tuple(tensors.flex_ops(tflite_bytes)) if self.allow_select_tf_ops else ()
-        io = tensors.io_details(tflite_bytes) if not flex else None
+        try:
+            io = tensors.io_details(tflite_bytes)
+        except Exception:  # noqa: BLE001 - a runtime without some op can still save the file
+            io = None
         return ConversionResult(
             tflite_bytes=bytes(tflite_bytes), precision=self.precision, conversion_time_s=elapsed,
             input_type=io["inputs"][0]["dtype"] if io else self.input_type,
@@ -249,6 +252,13 @@ def _prepare(model: Any, precision: str | Precision, representative_data: Any,
     source = _resolve(model)
     try:
         calibration: list[np.ndarray] | None = None
+        if source.quantization_aware and prec == Precision.INT16X8:
+            # Without calibration the converter silently emits int8 weights with float
+            # activations here, not 16x8; QAT's fake-quant ranges are int8 ranges anyway.
+            raise InvalidArgumentError(
+                f"{source.description} is quantization-aware trained (int8 fake-quant ranges); "
+                "convert it with precision='int8', or convert the float model before QAT to "
+                "int16x8")
         if spec.needs_calibration and not source.quantization_aware:
             if representative_data is None:
                 raise DataError(

@@ -40,13 +40,8 @@ def build_sidecar(result: "ConversionResult", model_file: str = "model.tflite",
         >>> build_sidecar(result, "model_int8.tflite", labels=["cat", "dog"])["inputs"][0]
         {'name': 'serving_default_image:0', 'shape': [1, 16, 16, 1], 'dtype': 'int8', ...}
     """
-    if result.select_tf_ops:
-        # The Python LiteRT runtime has no Flex delegate, so read io from the flatbuffer-free path.
-        io: dict[str, Any] = {"inputs": [], "outputs": []}
-        sigs: dict[str, Any] = {}
-    else:
-        io = tensors.io_details(result.tflite_bytes)
-        sigs = tensors.signatures(result.tflite_bytes)
+    io = tensors.io_details(result.tflite_bytes)
+    sigs = tensors.signatures(result.tflite_bytes)
     if isinstance(normalization, ImagePreprocessing):
         norm = normalization.to_dict()
     elif normalization is None:
