@@ -125,3 +125,20 @@ def test_convert_progress_bar_shows_calibration_count(tiny_mlp, calib8, capfd):
     assert "calibrating" in err and "/15" in err
     # The converter's own chatter stays off the terminal.
     assert "fully_quantize" not in err and "Statistics for quantized inputs" not in err
+
+
+def test_convert_two_input_model_each_input_calibrated_on_its_own_array():
+    from tflite_opt._keras import keras
+
+    a, b = keras.Input((5,), name="zeta"), keras.Input((3,), name="alpha")
+    merged = keras.layers.Concatenate()([keras.layers.Dense(4)(a), keras.layers.Dense(4)(b)])
+    model = keras.Model([a, b], keras.layers.Dense(2)(merged))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((20, 5), dtype=np.float32), 10 * rng.random((20, 3), dtype=np.float32)
+    result = convert(model, "int8", [xa, xb], progress=False)
+    scales = {d["name"]: d["quantization"]["scale"] for d in io_details(result.tflite_bytes)["inputs"]}
+    # Model input order, not alphabetical: zeta spans [0, 1), alpha [0, 10).
+    assert scales["serving_default_zeta:0"] == pytest.approx(xa.max() / 255, rel=0.02)
+    assert scales["serving_default_alpha:0"] == pytest.approx(xb.max() / 255, rel=0.02)
+    with pytest.raises(DataError, match="1 arrays but the model has 2 inputs"):
+        convert(model, "int8", xa)
