@@ -96,3 +96,24 @@ def test_inspect_text_file_raises_invalid_tflite(tmp_path):
     path.write_text("not a model at all, just some text\n" * 10)
     with pytest.raises(InvalidTFLiteError, match="looks like text"):
         inspect_model(path)
+
+
+@pytest.mark.parametrize("variant", ["float16", "sparse"])
+def test_inspect_float16_and_sparse_encodings_keep_known_sparsity(known_weights_model, variant):
+    from tflite_opt._keras import tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(known_weights_model["model"])
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    else:
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    info = inspect_model(converter.convert())
+    dense = info.weight("dense_a")  # reaches FULLY_CONNECTED through DEQUANTIZE / DENSIFY
+    assert dense["num_elements"] == 512
+    assert dense["sparsity"] == pytest.approx(0.5)
+    if variant == "float16":
+        assert dense["dtype"] == "float16" and dense["unique_values"] == 5
+    else:
+        assert dense["sparse_format"] and "DENSIFY" in info.op_counts
+        assert "256 of 512 values stored" in dense["note"]

@@ -36,6 +36,7 @@ _NUMPY_TYPES = {
 # Op name -> input index of its main weight tensor (bias is the next one).
 _WEIGHT_INPUT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1,
                  "TRANSPOSE_CONV": 1, "CONV_3D": 1, "BATCH_MATMUL": 1, "EMBEDDING_LOOKUP": 1}
+_PASS_THROUGH = ("DEQUANTIZE", "DENSIFY")
 _BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3,
                "CONV_3D": 2}
 
@@ -149,6 +150,21 @@ def _weight_stats(values: np.ndarray, quant: dict, dtype: str) -> dict[str, Any]
             "unique_values": unique, "max_unique_per_channel": per_channel}
 
 
+def _sparse_stats(raw: np.ndarray, np_type: Any, shape: list[int]) -> dict[str, Any]:
+    """Sparsity of a tensor in TFLite's sparse format from its stored values.
+
+    The buffer holds only the stored (block) values; every dense element not
+    stored is zero, and stored zeros (inside blocks) count as zeros too.
+    """
+    stored = np.frombuffer(raw.tobytes(), np_type)
+    n = int(np.prod(shape or [1]))
+    zeros = n - int(stored.size) + int(np.count_nonzero(stored == 0))
+    unique = int(np.unique(stored).size) + (0 if n == stored.size or np.any(stored == 0) else 1)
+    return {"num_elements": n, "zeros": zeros, "sparsity": zeros / n if n else 0.0,
+            "unique_values": unique, "max_unique_per_channel": None,
+            "note": f"TFLite sparse format: {stored.size} of {n} values stored"}
+
+
 def inspect_model(model: ModelSource) -> Inspection:
     """Reads a ``.tflite`` file's structure, weights and GPU compatibility.
 
@@ -229,7 +245,14 @@ def inspect_model(model: ModelSource) -> Inspection:
                 continue
             uses = consumers.get(t, [])
             role = "constant"
-            for op_name, pos, _ in uses:
+            for op_name, pos, o in uses:
+                if op_name in _PASS_THROUGH and pos == 0:
+                    # float16 / sparse weights reach their layer through DEQUANTIZE or
+                    # DENSIFY: the role is the one of that op's output.
+                    op = sg.Operators(o)
+                    out = op.Outputs(0) if op.OutputsLength() else -1
+                    uses_of_out = consumers.get(out, [])
+                    op_name, pos = uses_of_out[0][:2] if uses_of_out else (op_name, pos)
                 if _WEIGHT_INPUT.get(op_name) == pos:
                     role = "weight"
                 elif _BIAS_INPUT.get(op_name) == pos:
@@ -253,10 +276,12 @@ def inspect_model(model: ModelSource) -> Inspection:
                     raw.size == int(np.prod(info["shape"] or [1])) * np.dtype(np_type).itemsize:
                 values = np.frombuffer(raw.tobytes(), np_type).reshape(info["shape"] or [1])
                 entry.update(_weight_stats(values, info["quantization"], info["dtype"]))
+            elif np_type is not None and info["sparse_format"]:
+                entry.update(_sparse_stats(raw, np_type, info["shape"]))
             else:
                 entry.update({"num_elements": None, "zeros": None, "sparsity": None,
                               "unique_values": None, "max_unique_per_channel": None,
-                              "note": "stored in TFLite sparse/packed format; not decoded"})
+                              "note": "packed format (e.g. int4) not decoded"})
             weights.append(entry)
         tensors_out.extend(tensors)
         if s == 0:
