@@ -40,7 +40,6 @@ SPARSITY_THRESHOLD = 0.5
 # slower), so "auto" leaves them dense; gzip (or the APK's compression) still removes
 # the zeros. sparsity=True still forces the encoding for runtimes that use it.
 _AUTO_SPARSE_PRECISIONS = ("float32", "float16")
-_IO_TYPES = ("int8", "uint8", "int16", "float32")
 
 
 @dataclasses.dataclass(frozen=True)
