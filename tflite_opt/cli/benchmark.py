@@ -1,7 +1,7 @@
 """benchmark: latency of .tflite files, measured like TFLite's benchmark_model.
 
     python scripts/benchmark.py --model=model.tflite [--num_threads=2] [--num_runs=100]
-    python scripts/benchmark.py --model=float.tflite --compare=int8.tflite --json
+    python scripts/benchmark.py --model=float.tflite --compare int8.tflite pruned.tflite --json
     python scripts/benchmark.py --model=int8.tflite --find_fastest --threads_to_try=1,2
 
 Prints a table (min / median / max so noise is visible; with --compare, the
@@ -62,6 +62,11 @@ _STATS_COLUMNS = ["model", "interpreter", "threads", "min_us", "median_us", "mea
 
 
 def main(argv) -> int:
+    extra = list(argv[1:])
+    if FLAGS.compare and extra and all(a.endswith(".tflite") for a in extra):
+        # `--compare a.tflite b.tflite`: absl binds only the first file to the flag.
+        FLAGS.compare = list(FLAGS.compare) + extra
+        argv = argv[:1]
     _common.reject_extra_args(argv)
     from tflite_opt.runtime._table import format_table
     from tflite_opt.errors import InvalidArgumentError

@@ -176,11 +176,17 @@ def run_interleaved(candidates: Sequence[Candidate], num_runs: int = 50, warmup_
 
 
 def _unique_labels(paths: Sequence[ModelSource]) -> list[str]:
+    """File names; full paths if names collide; ``#2``, ``#3`` for a file given twice."""
     names = [os.path.basename(_describe(p).strip("'")) for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return [_describe(p).strip("'") if not isinstance(p, (bytes, bytearray)) else f"model{i}"
-            for i, p in enumerate(paths)]
+    if len(set(names)) != len(names):
+        names = [_describe(p).strip("'") if not isinstance(p, (bytes, bytearray, memoryview))
+                 else f"model{i}" for i, p in enumerate(paths)]
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
 
 
 def compare(models: Sequence[ModelSource], num_runs: int = 50, warmup_runs: int = 5,
