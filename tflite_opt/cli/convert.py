@@ -136,6 +136,10 @@ def main(argv) -> None:
         print(f"accuracy-aware int8: bound {status}: float {100 * aa.float_accuracy:.2f}%, plain "
               f"int8 {100 * aa.ptq_accuracy:.2f}%, final {100 * aa.accuracy:.2f}% with "
               f"{len(aa.float_layers)}/{aa.num_layers} layers in float {list(aa.float_layers)}")
+        latency = ("" if aa.latency_cost_us is None else
+                   f", latency {aa.ptq_latency_us:.1f} -> {aa.latency_us:.1f} us")
+        print(f"cost of the float layers vs plain int8: size {aa.ptq_size_bytes} -> "
+              f"{aa.size_bytes} bytes{latency}")
     if report is not None:
         stem = output.with_name(output.stem + ".quant_report")
         for p in report.save(stem):
