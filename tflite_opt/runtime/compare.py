@@ -287,10 +287,18 @@ def find_fastest_config(model: ModelSource, threads: Sequence[int] = (1, 2),
     speedup = result.ratio(default_label, best.candidate.label)
     distinct = result.distinguishable[default_label][best.candidate.label]
     verdict = "a real difference" if distinct else "within run-to-run noise"
-    summary = (f"{key}: fastest is {best.candidate.num_threads} thread(s) with "
-               f"{'XNNPACK' if best.candidate.op_resolver == 'auto' else best.candidate.op_resolver}"
-               f" at {best.stats.median_us:.1f} us median, {speedup:.2f}x vs {default_label} "
-               f"({verdict})")
+    kernels = "XNNPACK" if best.candidate.op_resolver == "auto" else best.candidate.op_resolver
+    head = (f"{key}: fastest is {best.candidate.num_threads} thread(s) with {kernels} at "
+            f"{best.stats.median_us:.1f} us median")
+    if best.candidate.label == default_label:
+        others = sorted((r for r in result.results if r.candidate.label != default_label),
+                        key=lambda r: r.stats.median_us)
+        runner_up = (f"; next best {others[0].candidate.label} is "
+                     f"{result.ratio(others[0].candidate.label, default_label):.2f}x slower"
+                     if others else "")
+        summary = f"{head}, which is the default configuration{runner_up}"
+    else:
+        summary = f"{head}, {speedup:.2f}x faster than {default_label} ({verdict})"
     return FastestConfig(model=name, num_threads=best.candidate.num_threads,
                          op_resolver=best.candidate.op_resolver,
                          median_us=best.stats.median_us, speedup_vs_default=speedup,
