@@ -201,3 +201,22 @@ def test_profile_ops_covers_every_node_and_sums_to_the_total(tflite_files):
                                     "SOFTMAX"}
     assert prof.by_op_type["CONV_2D"]["count"] == 3
     assert sum(v["share"] for v in prof.by_op_type.values()) == pytest.approx(1.0)
+
+
+def test_default_xnnpack_failure_falls_back_and_is_reported(tflite_files, monkeypatch):
+    interpreter_module = importlib.import_module("tflite_opt.runtime.interpreter")
+    real_build = interpreter_module._build
+
+    def failing_xnnpack(module, model, options, delegates):
+        if options.op_resolver == "auto":
+            raise RuntimeError("failed to delegate ops to XNNPack delegate (simulated)")
+        return real_build(module, model, options, delegates)
+
+    monkeypatch.setattr(interpreter_module, "_build", failing_xnnpack)
+    with pytest.warns(RuntimeWarning, match="XNNPACK"):
+        result = benchmark(tflite_files["int8"], num_runs=2, delegates=["xnnpack"])
+    assert result.op_resolver == "no_xnnpack"
+    assert any("XNNPACK" in note for note in result.notes)
+    (xnn,) = result.delegates
+    assert xnn["status"] == FAILED and "simulated" in xnn["reason"]
+    assert not any("--use_xnnpack=true" in c for c in result.android_commands)

@@ -227,6 +227,9 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
         warmup_runs=int(warmup_runs),
         external_library=external or "libdelegate.so")
     notes = []
+    if loaded.fallback_reason:
+        notes.append(f"the default XNNPACK delegate failed to prepare ({loaded.fallback_reason}); "
+                     "timed with the builtin kernels")
     if memory.method != "vmhwm_reset":
         notes.append("peak_memory_bytes is the process's lifetime peak: this system does not "
                      "allow resetting the peak RSS counter")
@@ -244,6 +247,5 @@ def benchmark(model: ModelSource, num_runs: int = 50, warmup_runs: int = 5,
         input_source="random" if inputs is None else "user",
         timings_us=tuple(timings) if keep_timings else (),
         delegates=tuple(r.to_dict() for r in delegate_results),
-        notes=(f"the default XNNPACK delegate failed to prepare ({loaded.fallback_reason}); "
-               "timed with the builtin kernels",) if loaded.fallback_reason else (),
+        notes=tuple(notes),
         android_commands=tuple(commands))

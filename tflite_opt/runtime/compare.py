@@ -60,12 +60,15 @@ class CandidateResult:
     size_bytes: int
     gzip_bytes: int
     interpreter: str
+    op_resolver_used: str = "auto"
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = {"label": self.candidate.label, **self.candidate.to_dict(), **self.stats.to_dict(),
                "q1_us": self.q1_us, "q3_us": self.q3_us, "init_us": self.init_us,
                "first_inference_us": self.first_inference_us, "size_bytes": self.size_bytes,
-               "gzip_bytes": self.gzip_bytes, "interpreter": self.interpreter}
+               "gzip_bytes": self.gzip_bytes, "interpreter": self.interpreter,
+               "op_resolver_used": self.op_resolver_used, "notes": list(self.notes)}
         return out
 
 
@@ -160,7 +163,10 @@ def run_interleaved(candidates: Sequence[Candidate], num_runs: int = 50, warmup_
             candidate=c, stats=latency_stats(t), q1_us=float(np.percentile(t, 25)),
             q3_us=float(np.percentile(t, 75)), init_us=interp.init_us, first_inference_us=f,
             size_bytes=len(data[c.model]), gzip_bytes=gzip_size(data[c.model]),
-            interpreter=interp.backend))
+            interpreter=interp.backend, op_resolver_used=interp.options.op_resolver,
+            notes=(f"the default XNNPACK delegate failed to prepare "
+                   f"({interp.fallback_reason}); ran on builtin kernels",)
+            if interp.fallback_reason else ()))
     ratios: dict[str, dict[str, float]] = {a.candidate.label: {} for a in results}
     distinct: dict[str, dict[str, bool]] = {a.candidate.label: {} for a in results}
     for a, b in itertools.product(results, repeat=2):

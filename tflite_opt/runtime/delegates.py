@@ -320,6 +320,10 @@ def build_interpreter(data: bytes, options: Any, delegates: Sequence[Any] = (),
         results = [DelegateResult(r.name, FAILED, f"applying the delegate failed: {exc}",
                                   r.library) if r.status == USED and r.library else r
                    for r in results]
+    if loaded.fallback_reason:  # make_interpreter dropped the default XNNPACK delegate
+        results = [DelegateResult(r.name, FAILED, "the default XNNPACK delegate failed to "
+                                  f"prepare: {loaded.fallback_reason}; ran on builtin kernels")
+                   if r.name == "xnnpack" and r.status == USED else r for r in results]
     delegated, cpu = delegate_node_split(loaded.interpreter)
     cpu_ops = cpu_node_ops(loaded.interpreter)
     return loaded, [dataclasses.replace(r, delegated_nodes=delegated, cpu_nodes=cpu,

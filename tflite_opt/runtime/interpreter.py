@@ -112,6 +112,8 @@ def load_backend(name: str = "auto") -> tuple[str, Any]:
 
 _FLEX_MARKER = "Select TensorFlow op"
 _XNNPACK_MARKER = "XNNPack"
+
+
 class LoadedInterpreter:
     """An allocated interpreter plus what it took to build it.
 
