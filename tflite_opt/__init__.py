@@ -1,13 +1,81 @@
 """tflite_opt: a Keras model in, a fast, small, accurate ``.tflite`` out.
 
-The public API is re-exported here (and pinned by ``tests/test_public_api.py``).
+The public API is declared here once (and pinned by ``tests/test_public_api.py``):
+
+    >>> import tflite_opt
+    >>> model = tflite_opt.prune(model, 0.75, end_step=epochs * steps_per_epoch)
+    >>> model.fit(x, y, epochs=epochs, callbacks=tflite_opt.training_callbacks(model))
+    >>> tflite_opt.export(model, "model.tflite", representative_data=x[:200])
+
+Names resolve on first use (PEP 562): ``import tflite_opt`` stays cheap, so the
+``.tflite``-only tools (inspect, benchmark) start without loading TensorFlow, while
+``TF_USE_LEGACY_KERAS=1`` is set here, before any TensorFlow import, ours or the user's.
 """
 
-from tflite_opt import _keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
-from tflite_opt import errors
-from tflite_opt.data.digits import Dataset, load_digits
-from tflite_opt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tflite_opt.models.builders import dense_mlp, digits_cnn, mobilenet_v2
-from tflite_opt.models.loading import load_model
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+
+if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+    # Too late to switch tf.keras to Keras 2; tf_keras still works when used directly,
+    # which is all tflite_opt and tfmot need, so warn instead of failing.
+    warnings.warn(
+        "TensorFlow was imported before tflite_opt without TF_USE_LEGACY_KERAS=1; "
+        "tflite_opt uses tf_keras (Keras 2) directly. Import tflite_opt first, or export "
+        "TF_USE_LEGACY_KERAS=1, so that tf.keras is Keras 2 as well.",
+        stacklevel=2,
+    )
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 __version__ = "0.1.0"
+
+# Public name -> module that defines it, in the order of the flow.
+_EXPORTS: dict[str, str] = {
+    # data
+    **dict.fromkeys(("Dataset", "load_digits"), "tflite_opt.data.digits"),
+    **dict.fromkeys(("ImagePreprocessing", "InputSpec", "load_calibration_data",
+                     "load_evaluation_data"), "tflite_opt.data.calibration"),
+    # models
+    **dict.fromkeys(("digits_cnn", "dense_mlp", "mobilenet_v2"), "tflite_opt.models.builders"),
+    "load_model": "tflite_opt.models.loading",
+    "train_digits_cnn": "tflite_opt.models.training",
+    # train
+    **dict.fromkeys(("prune", "strip", "cluster", "quantize_aware", "training_callbacks",
+                     "PruningStep", "SparsityLogger", "StageSummary", "Recipe", "PruneStage",
+                     "ClusterStage", "QATStage", "LayerPolicy", "OptimizationPlan", "PlanResult",
+                     "StageRecord", "weight_stats", "optimize_scope"), "tflite_opt.train"),
+    # convert
+    **dict.fromkeys(("convert", "ConversionResult", "Precision", "convert_accuracy_aware",
+                     "AccuracyAwareResult", "quantization_report", "QuantizationReport"),
+                    "tflite_opt.convert"),
+    "export": "tflite_opt.export",
+    # runtime
+    **dict.fromkeys(("read_tflite", "evaluate_tflite", "AccuracyResult", "benchmark",
+                     "BenchmarkResult", "compare", "CompareResult", "find_fastest_config",
+                     "inspect_model", "Inspection", "profile_ops", "benchmark_compiled_model",
+                     "InterpreterOptions", "DelegateSpec"), "tflite_opt.runtime"),
+    # the main job
+    **dict.fromkeys(("PipelineConfig", "PipelineResult", "run_pipeline"), "tflite_opt.pipeline"),
+    # errors
+    **dict.fromkeys(("TfliteOptError", "InvalidArgumentError", "ModelLoadError",
+                     "UnsupportedLayerError", "DataError", "RecipeError", "ConversionError",
+                     "InvalidTFLiteError", "OutputExistsError"), "tflite_opt.errors"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tflite_opt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

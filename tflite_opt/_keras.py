@@ -10,21 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-    # Too late to switch tf.keras to Keras 2; tf_keras still works when used
-    # directly, which is all tflite_opt and tfmot need, so warn instead of failing.
-    warnings.warn(
-        "TensorFlow was imported before tflite_opt without TF_USE_LEGACY_KERAS=1; "
-        "tflite_opt uses tf_keras (Keras 2) directly. Import tflite_opt first, or "
-        "export TF_USE_LEGACY_KERAS=1, so that tf.keras is Keras 2 as well.",
-        stacklevel=2,
-    )
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tflite_opt/__init__ set it too (and warns if late)
 
 
 def _import_quietly():
