@@ -1,4 +1,4 @@
-"""Runs `tflite_opt.cli.benchmark`; see `python scripts/benchmark.py --helpful`."""
+"""Runs `tflite_opt.cli.benchmark`; see `python scripts/benchmark.py --help`."""
 
 import sys
 from pathlib import Path

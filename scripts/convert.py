@@ -1,4 +1,4 @@
-"""Runs `tflite_opt.cli.convert`; see `python scripts/convert.py --helpful`."""
+"""Runs `tflite_opt.cli.convert`; see `python scripts/convert.py --help`."""
 
 import sys
 from pathlib import Path

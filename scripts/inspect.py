@@ -1,4 +1,4 @@
-"""Runs `tflite_opt.cli.inspect`; see `python scripts/inspect.py --helpful`."""
+"""Runs `tflite_opt.cli.inspect`; see `python scripts/inspect.py --help`."""
 
 import sys
 from pathlib import Path

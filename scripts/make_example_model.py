@@ -1,4 +1,4 @@
-"""Runs `tflite_opt.cli.make_example_model`; see `python scripts/make_example_model.py --helpful`."""
+"""Runs `tflite_opt.cli.make_example_model`; see `python scripts/make_example_model.py --help`."""
 
 import sys
 from pathlib import Path

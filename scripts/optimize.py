@@ -1,4 +1,4 @@
-"""Runs `tflite_opt.cli.optimize`; see `python scripts/optimize.py --helpful`."""
+"""Runs `tflite_opt.cli.optimize`; see `python scripts/optimize.py --help`."""
 
 import sys
 from pathlib import Path

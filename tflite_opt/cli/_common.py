@@ -38,10 +38,18 @@ def run(main: Callable[[Sequence[str]], int | None]) -> None:
         return None
 
     def parse_flags(argv: list[str]) -> list[str]:
+        # absl's --help lists only flags defined in __main__, and ours live in the CLI
+        # module; users (and the issues) also type --helpful. Both print the tool's
+        # docstring and its own flags with their defaults (--helpfull still lists all).
+        if "--help" in argv[1:] or "--helpful" in argv[1:] or "-h" in argv[1:]:
+            module = sys.modules[main.__module__]
+            print((module.__doc__ or "").strip() + "\n")
+            print(flags.FLAGS.module_help(module))
+            sys.exit(0)
         try:
             return flags.FLAGS(argv)
         except flags.Error as exc:
-            fail(f"{exc}; see --helpful for the accepted flags")
+            fail(f"{exc}; see --help for the accepted flags")
         return argv
 
     app.run(guarded, flags_parser=parse_flags)
@@ -70,4 +78,4 @@ def reject_extra_args(argv: Sequence[str]) -> None:
     """Fails on positional arguments, which these tools do not take."""
     if len(argv) > 1:
         fail(f"unexpected positional arguments {list(argv[1:])}; all options are --flags "
-             "(see --helpful)")
+             "(see --help)")

@@ -4,8 +4,8 @@ With no flags it trains the bundled digits CNN and runs the default recipe
 (prune 75% -> 16 clusters -> PCQAT -> full int8):
 
     python scripts/optimize.py
-    python scripts/optimize.py --model=saved_models/digits_cnn.keras --recipe=recipes/default.yaml \
-        --output_dir=outputs/mine
+    python scripts/optimize.py --model=saved_models/digits_cnn.keras --output_dir=outputs/mine
+    python scripts/optimize.py --model=my.keras --data=my.npz --recipe=recipes/prune_qat.yaml
 """
 
 from __future__ import annotations
