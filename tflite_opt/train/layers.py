@@ -16,9 +16,11 @@ from tflite_opt.train.recipe import LayerPolicy
 
 # Layer classes whose kernels tflite_opt reports in weight_stats, with the attribute names of
 # those kernels. Order matters: subclasses first (SeparableConv2D and DepthwiseConv2D are Conv2Ds).
+# SeparableConv reports its pointwise kernel: it holds most of the weights and is the one tfmot
+# prunes and clusters (its depthwise kernel, like DepthwiseConv2D's, is neither).
 KERNEL_ATTRS: dict[type, tuple[str, ...]] = {
-    keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
-    keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.SeparableConv2D: ("pointwise_kernel",),
+    keras.layers.SeparableConv1D: ("pointwise_kernel",),
     keras.layers.DepthwiseConv2D: ("depthwise_kernel",),
     keras.layers.Conv1D: ("kernel",),
     keras.layers.Conv2D: ("kernel",),

@@ -89,8 +89,13 @@ def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False)
             self.keep_zeros = preserve_sparsity
 
         def get_quantize_config(self, layer):
-            config = copy.copy(default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-                               .get_quantize_config(layer))
+            base = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+            if not base.supports(layer):
+                # tfmot's registry claims every weightless layer (e.g. Rescaling) but then
+                # fails on it when the next layer asks for its output to be quantized;
+                # None makes quantize_apply leave it float, as the default scheme does.
+                return None
+            config = copy.copy(base.get_quantize_config(layer))
             config = self.apply_cluster_preserve_quantize_config(layer, config)
             quantizer = getattr(config, "weight_quantizer", None)
             if isinstance(quantizer, cpr.ClusterPreserveDefault8BitConvWeightsQuantizer):
@@ -105,7 +110,52 @@ def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False)
         def get_quantize_registry(self):
             return PerLayerRegistry(self.preserve_sparsity)
 
+        def weight_quantizer_for(self, layer_class: type) -> Any:
+            """The preserving weight quantizer for layers fed to a Concatenate (see below)."""
+            if layer_class is keras.layers.Conv2D:
+                return ConvQuantizer(self.preserve_sparsity)
+            if layer_class is keras.layers.Dense:
+                return WeightsQuantizer(self.preserve_sparsity)
+            return None
+
     return PerLayerScheme(preserve_sparsity=preserve_sparsity)
+
+
+@contextlib.contextmanager
+def _concat_inputs_use(scheme: Any) -> Iterator[None]:
+    """Makes tfmot's Concatenate transform give its input layers the scheme's weight quantizer.
+
+    Workaround (tfmot 0.8.1): ``ConcatTransform`` assigns the *default* 8-bit config to every
+    layer feeding a ``Concatenate``, bypassing the scheme's registry, so under PQAT/CQAT/PCQAT
+    those layers silently lose their sparsity and clusters while training. The transform looks
+    the registry up through its module, so a subclass is swapped in while quantize_apply runs.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_transforms as transforms,
+    )
+
+    quantizer_for = getattr(scheme, "weight_quantizer_for", None)
+    if quantizer_for is None:
+        yield
+        return
+    module = transforms.default_8bit_quantize_registry
+
+    class Registry(module.Default8BitQuantizeRegistry):
+        def _get_quantize_config(self, layer_type):
+            config = super()._get_quantize_config(layer_type)
+            quantizer = quantizer_for(layer_type)
+            if quantizer is not None and hasattr(config, "weight_quantizer"):
+                config.weight_quantizer = quantizer
+            return config
+
+    shim = type(module)(module.__name__)
+    shim.__dict__.update(module.__dict__)
+    shim.Default8BitQuantizeRegistry = Registry
+    transforms.default_8bit_quantize_registry = shim
+    try:
+        yield
+    finally:
+        transforms.default_8bit_quantize_registry = module
 
 
 def _cqat_scheme(per_channel: bool = False) -> Any:
@@ -113,7 +163,32 @@ def _cqat_scheme(per_channel: bool = False) -> Any:
 
 
 def _pqat_scheme(per_channel: bool = False) -> Any:
-    return tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+        prune_preserve_quantize_registry as ppr,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    class Registry(ppr.Default8bitPrunePreserveQuantizeRegistry):
+        def get_quantize_config(self, layer):
+            # Same weightless-layer fix as in _cluster_preserve_scheme.
+            if not default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer):
+                return None
+            return super().get_quantize_config(layer)
+
+    class Scheme(tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme):
+        def get_quantize_registry(self):
+            return Registry()
+
+        def weight_quantizer_for(self, layer_class: type) -> Any:
+            if layer_class is keras.layers.Conv2D:
+                return ppr.PrunePreserveDefault8BitConvWeightsQuantizer()
+            if layer_class is keras.layers.Dense:
+                return ppr.PrunePreserveDefault8BitWeightsQuantizer()
+            return None
+
+    return Scheme()
 
 
 def _pcqat_scheme(per_channel: bool = False) -> Any:
@@ -127,6 +202,11 @@ QAT_SCHEMES: dict[str, Callable[[bool], Any]] = {
     "pqat": _pqat_scheme,
     "pcqat": _pcqat_scheme,
 }
+
+
+# Layers the 8-bit registry does not list but tfmot's layout transforms rewrite into ones it does.
+TRANSFORM_HANDLED = (keras.layers.BatchNormalization, keras.layers.SeparableConv1D,
+                     keras.layers.SeparableConv2D)
 
 
 def resolve_scheme(scheme: str, pruned: bool, clustered: bool) -> str:
@@ -196,8 +276,9 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
                 "or flatten it into the outer functional model")
         if isinstance(layer, annotate_cls):
             return layer  # annotated by the user with their own QuantizeConfig
-        # BatchNormalization is folded into the conv before it by tfmot's transforms.
-        if registry.supports(layer) or isinstance(layer, keras.layers.BatchNormalization):
+        # tfmot's layout transforms fold BatchNormalization into the conv before it and
+        # split SeparableConv into depthwise + pointwise convs, so the registry never sees them.
+        if registry.supports(layer) or isinstance(layer, TRANSFORM_HANDLED):
             return q.quantize_annotate_layer(layer)
         # Weightless layers the registry does not know (Rescaling, Lambda, ...) stay float in
         # the QAT graph; the int8 converter quantizes them from calibration data.
@@ -213,7 +294,9 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
     annotated = keras.models.clone_model(plain, clone_function=annotate)
     try:
         with q.quantize_scope():
-            return q.quantize_apply(annotated, QAT_SCHEMES[scheme](per_channel_clusters))
+            tfmot_scheme = QAT_SCHEMES[scheme](per_channel_clusters)
+            with _concat_inputs_use(tfmot_scheme):
+                return q.quantize_apply(annotated, tfmot_scheme)
     except RuntimeError as exc:
         match = re.search(r"Layer (\S+):<class '([^']+)'> is not supported", str(exc))
         if not match:
