@@ -121,7 +121,7 @@ def _result(proc: subprocess.CompletedProcess) -> dict:
 
 
 def test_run_killed_mid_stage_resumes_to_same_sparsity_and_structure(tmp_path):
-    killed = _python(str(HERE / "_resume_worker.py"), str(tmp_path / "run"), "2")
+    killed = _python(str(HERE / "_resume_worker.py"), str(tmp_path / "run"), "0:2")
     assert killed.returncode == -9, killed.stderr[-2000:]
     state = json.loads((tmp_path / "run" / "plan_state.json").read_text())
     assert state["stage"] == 0 and state["epoch"] == 2
@@ -147,3 +147,24 @@ def test_checkpoint_dir_of_other_recipe_raises_recipe_error(tiny_cnn, tiny_train
     other = Recipe(stages=(PruneStage(epochs=2, schedule="constant"),))
     with pytest.raises(RecipeError, match="different recipe"):
         OptimizationPlan(other).run(tiny_cnn, tiny_train, checkpoint_dir=tmp_path, verbose=0)
+
+
+def test_run_killed_mid_qat_resumes_then_finished_run_restores_final_model(tmp_path):
+    run = str(tmp_path / "run")
+    killed = _python(str(HERE / "_resume_worker.py"), run, "1:1", "qat")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    state = json.loads((tmp_path / "run" / "plan_state.json").read_text())
+    assert (state["stage"], state["epoch"]) == (1, 1)
+    resumed = _python(str(HERE / "_resume_worker.py"), run, "-", "qat")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stdout
+    got = _result(resumed)
+    assert [s["name"] for s in got["stages"]] == ["prune", "qat"]
+    assert got["structure"][2][0] == "quant_conv1"  # the QAT-wrapped model
+    assert got["layers"]["dense1"]["sparsity"] == pytest.approx(0.6, abs=1e-3)  # PQAT kept it
+    # a third run finds the plan finished: no training, same final model and records
+    again = _python(str(HERE / "_resume_worker.py"), run, "-", "qat")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already done" in again.stdout and "Epoch" not in again.stdout
+    assert _result(again)["layers"] == got["layers"]
+    assert _result(again)["stages"] == got["stages"]

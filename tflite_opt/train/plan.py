@@ -34,6 +34,7 @@ from tflite_opt.train.stats import summarize, weight_stats
 
 OptimizerSpec = Any  # str | keras optimizer instance | Callable[[], optimizer]
 STATE_FILE = "plan_state.json"
+FINAL_MODEL = "final.keras"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +152,14 @@ def _save_model_atomic(model: keras.Model, path: Path) -> None:
 class _EpochCheckpoint(keras.callbacks.Callback):
     """Saves weights (with optimizer state) each epoch and points the plan state at them."""
 
-    def __init__(self, plan_dir: Path, state: dict[str, Any], stage_index: int) -> None:
+    def __init__(self, plan_dir: Path, state: dict[str, Any], stage_index: int,
+                 base_seconds: float, start: float) -> None:
         super().__init__()
         self.plan_dir = plan_dir
         self.state = state
         self.stage_index = stage_index
+        self.base_seconds = base_seconds
+        self.start = start
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         name = f"stage{self.stage_index}_epoch{epoch + 1:03d}"
@@ -163,7 +167,10 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         shutil.rmtree(folder, ignore_errors=True)
         self.model.save_weights(str(folder / "ckpt"))
         old = self.state.get("checkpoint")
-        self.state.update(epoch=epoch + 1, checkpoint=name)
+        epoch_metrics = {k: float(v) for k, v in (logs or {}).items()
+                         if k not in ("sparsity", "max_unique_weights")}
+        self.state.update(epoch=epoch + 1, checkpoint=name, metrics=epoch_metrics,
+                          seconds=self.base_seconds + time.perf_counter() - self.start)
         atomic_write_json(self.plan_dir / STATE_FILE, self.state)
         if old and old != name:
             shutil.rmtree(self.plan_dir / old, ignore_errors=True)
@@ -244,17 +251,30 @@ class OptimizationPlan:
         records = [StageRecord.from_dict(r) for r in state["completed"]]
         policy = self.recipe.policy
 
+        n_stages = len(self.recipe.stages)
+        optimized = set()
+        for stage in self.recipe.stages:
+            if isinstance(stage, (PruneStage, ClusterStage)):
+                optimized.update(select_layers(model, policy, stage.type).names)
+        optimized_layers = tuple(l.name for l in model.layers if l.name in optimized)
+        if plan_dir is not None and state["stage"] >= n_stages:
+            # A finished run (e.g. the process died after the plan, during conversion).
+            if verbose:
+                print(f"[tflite_opt] all {n_stages} stages already done in {plan_dir}; restoring "
+                      "the final model")
+            with scope():
+                final = self._restore_final(plan_dir, state, steps)
+                final.compile(optimizer=fresh_optimizer(optimizer, None), loss=loss,
+                              metrics=list(metrics) if metrics else None, run_eagerly=run_eagerly)
+            return PlanResult(model=final, stages=tuple(records), recipe=self.recipe,
+                              layer_stats=weight_stats(final), optimized_layers=optimized_layers)
+
         with scope():
             if state["stage"] > 0 or state["epoch"] > 0:
                 current = keras.models.load_model(str(plan_dir / f"stage{state['stage']}_input.keras"),
                                                   compile=False)
             else:
                 current = deep_copy(model)
-        optimized = set()
-        for stage in self.recipe.stages:
-            if isinstance(stage, (PruneStage, ClusterStage)):
-                optimized.update(select_layers(model, policy, stage.type).names)
-        optimized_layers = tuple(l.name for l in model.layers if l.name in optimized)
         pruned_before = any(isinstance(s, PruneStage) for s in self.recipe.stages[:state["stage"]])
         clustered_before = any(isinstance(s, ClusterStage) for s in self.recipe.stages[:state["stage"]])
 
@@ -263,13 +283,14 @@ class OptimizationPlan:
             resume_epoch = state["epoch"] if index == state["stage"] else 0
             if plan_dir is not None and resume_epoch == 0:
                 _save_model_atomic(current, plan_dir / f"stage{index}_input.keras")
-                state.update(stage=index, epoch=0, checkpoint=None, seconds=0.0)
+                state.update(stage=index, epoch=0, checkpoint=None, seconds=0.0, metrics={})
                 atomic_write_json(plan_dir / STATE_FILE, state)
             if verbose:
                 print(f"[tflite_opt] stage {index + 1}/{len(self.recipe.stages)}: {stage.type} "
                       f"({stage.epochs} epochs, lr {stage.learning_rate})"
                       + (f", resuming after epoch {resume_epoch}" if resume_epoch else ""))
             start = time.perf_counter()
+            base_seconds = float(state.get("seconds") or 0.0) if resume_epoch else 0.0
             with scope():
                 wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
                 wrapped.compile(optimizer=fresh_optimizer(optimizer, stage.learning_rate),
@@ -283,7 +304,7 @@ class OptimizationPlan:
                 stage_callbacks.append(PruningStep())
             stage_callbacks += [SparsityLogger(), summary]
             if plan_dir is not None:
-                stage_callbacks.append(_EpochCheckpoint(plan_dir, state, index))
+                stage_callbacks.append(_EpochCheckpoint(plan_dir, state, index, base_seconds, start))
             stage_callbacks += list(callbacks or [])
             if resume_epoch < stage.epochs:
                 fit_kwargs: dict[str, Any] = {} if isinstance(train_data, tf.data.Dataset) else \
@@ -298,10 +319,12 @@ class OptimizationPlan:
             clustered_before |= isinstance(stage, ClusterStage)
             stats = weight_stats(current)
             sparsity, unique = summarize(stats, optimized_layers or None)
-            seconds = time.perf_counter() - start + float(state.get("seconds") or 0.0) \
-                if resume_epoch else time.perf_counter() - start
-            record = StageRecord(name=stage.type, epochs=stage.epochs,
-                                 metrics=summary.summary.get("metrics", {}), sparsity=sparsity,
+            seconds = base_seconds + time.perf_counter() - start
+            # A run killed after its last epoch's checkpoint has no fit left to run: the
+            # metrics of that epoch come from the checkpoint state.
+            stage_metrics = summary.summary.get("metrics") or dict(state.get("metrics") or {})
+            record = StageRecord(name=stage.type, epochs=stage.epochs, metrics=stage_metrics,
+                                 sparsity=sparsity,
                                  max_unique_weights=unique, seconds=round(seconds, 3))
             records.append(record)
             if verbose:
@@ -312,6 +335,9 @@ class OptimizationPlan:
                 state["completed"].append(record.to_dict())
                 if index + 1 < len(self.recipe.stages):
                     _save_model_atomic(current, plan_dir / f"stage{index + 1}_input.keras")
+                elif not isinstance(stage, QATStage):
+                    _save_model_atomic(current, plan_dir / FINAL_MODEL)
+                # (a final QAT model is restored from its last epoch checkpoint, kept below)
                 old = state.get("checkpoint")
                 state.update(stage=index + 1, epoch=0, checkpoint=None if index + 1 < len(
                     self.recipe.stages) else old, seconds=0.0)
@@ -334,6 +360,19 @@ class OptimizationPlan:
         return quantize_aware(current, scheme=scheme, skip=policy.skip,
                               per_channel_clusters=per_channel)
 
+    def _restore_final(self, plan_dir: Path, state: dict[str, Any], steps: int) -> keras.Model:
+        last = self.recipe.stages[-1]
+        if not isinstance(last, QATStage):
+            return keras.models.load_model(str(plan_dir / FINAL_MODEL), compile=False)
+        index = len(self.recipe.stages) - 1
+        before = self.recipe.stages[:index]
+        stage_input = keras.models.load_model(str(plan_dir / f"stage{index}_input.keras"),
+                                              compile=False)
+        wrapped = self._wrap(last, stage_input, steps, any(s.type == "prune" for s in before),
+                             any(s.type == "cluster" for s in before))
+        wrapped.load_weights(str(plan_dir / state["checkpoint"] / "ckpt")).expect_partial()
+        return wrapped
+
     def _load_state(self, plan_dir: Path | None) -> dict[str, Any]:
         fresh = {"recipe": self.recipe.to_dict(), "stage": 0, "epoch": 0, "checkpoint": None,
                  "seconds": 0.0, "completed": []}
@@ -351,8 +390,4 @@ class OptimizationPlan:
         if state.get("recipe") != self.recipe.to_dict():
             raise RecipeError(f"checkpoint_dir {str(plan_dir)!r} holds a run of a different recipe; "
                               "pass the same recipe to resume, or another/empty checkpoint_dir")
-        if state["stage"] >= len(self.recipe.stages):
-            # Finished run: redo nothing but the last stage's restore is not possible without
-            # its wrapped model, so start over cleanly.
-            return fresh
         return state
