@@ -128,12 +128,15 @@ def test_run_killed_mid_stage_resumes_to_same_sparsity_and_structure(tmp_path):
     resumed = _python(str(HERE / "_resume_worker.py"), str(tmp_path / "run"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch 2" in resumed.stdout
-    reference = _python(str(HERE / "_resume_worker.py"), str(tmp_path / "reference"))
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    got, want = _result(resumed), _result(reference)
-    assert got["structure"] == want["structure"]
+    got = _result(resumed)
+    # An uninterrupted run strips back to the float model's structure and reaches exactly the
+    # schedule's sparsity after pruning; the resumed run must do the same.
+    from tflite_opt.models.builders import digits_cnn
+
+    want = [[layer.name, type(layer).__name__, [list(w.shape) for w in layer.weights]]
+            for layer in digits_cnn(input_shape=(16, 16, 1), width=8, dense_units=32).layers]
+    assert got["structure"] == want
     assert [s["epochs"] for s in got["stages"]] == [3, 1]
-    assert got["stages"][0]["sparsity"] == pytest.approx(want["stages"][0]["sparsity"], abs=1e-4)
     assert got["stages"][0]["sparsity"] == pytest.approx(0.6, abs=1e-3)
     for name in ("conv2", "conv3", "dense1"):
         assert got["layers"][name]["unique_values"] <= 8

@@ -12,21 +12,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import numpy as np
+from typing import Any, Sequence
 
 from tflite_opt._keras import keras, tf
 from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
 from tflite_opt.files import atomic_write_json
 from tflite_opt.train.callbacks import PruningStep, SparsityLogger, StageSummary
 from tflite_opt.train.cluster import cluster
-from tflite_opt.train.layers import deep_copy, select_layers, tfmot
+from tflite_opt.train.layers import deep_copy, select_layers
 from tflite_opt.train.prune import prune, strip
 from tflite_opt.train.qat import quantize_aware, resolve_scheme
 from tflite_opt.train.recipe import ClusterStage, PruneStage, QATStage, Recipe
@@ -176,8 +175,40 @@ class _EpochCheckpoint(keras.callbacks.Callback):
             shutil.rmtree(self.plan_dir / old, ignore_errors=True)
 
 
+class _KnownNoise(logging.Filter):
+    """Drops two tfmot warnings that are expected in a plan and say nothing actionable."""
+
+    MESSAGES = (
+        # (P)CQAT trains a copy of each kernel; the kernel variable itself gets no gradient.
+        "Gradients do not exist for variables",
+        # PCQAT on a layer the policy did not prune (the first conv, the classifier).
+        "Input layer does not contain zero weights",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.MESSAGES)
+
+
+@contextlib.contextmanager
+def _quiet_known_noise() -> Any:
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl", "")]
+    noise = _KnownNoise()
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
+
+
 class OptimizationPlan:
     """Runs a :class:`Recipe` on a model with the user's data, optimizer and callbacks.
+
+    With ``checkpoint_dir``, the plan writes ``plan_state.json``, each stage's input model and
+    a weights checkpoint (with optimizer state) after every epoch; rerunning the same recipe
+    after the process died resumes from the last completed epoch (the pruning schedule
+    continues at its saved step), and a finished plan is restored without training.
 
     Args:
         recipe: The stages to run. Defaults to ``Recipe.default()`` (prune 75% -> 16 clusters
@@ -229,6 +260,12 @@ class OptimizationPlan:
             UnsupportedLayerError: a layer cannot be optimized (message names it and the fix).
             RecipeError: ``checkpoint_dir`` holds a run of a different recipe.
         """
+        with _quiet_known_noise():
+            return self._run(model, train_data, validation_data, loss, metrics, optimizer,
+                             batch_size, callbacks, strategy, checkpoint_dir, verbose, run_eagerly)
+
+    def _run(self, model, train_data, validation_data, loss, metrics, optimizer, batch_size,
+             callbacks, strategy, checkpoint_dir, verbose, run_eagerly) -> PlanResult:
         from tflite_opt.train.layers import check_graph_model
 
         check_graph_model(model, "OptimizationPlan.run")
@@ -323,7 +360,9 @@ class OptimizationPlan:
             # A run killed after its last epoch's checkpoint has no fit left to run: the
             # metrics of that epoch come from the checkpoint state.
             stage_metrics = summary.summary.get("metrics") or dict(state.get("metrics") or {})
-            record = StageRecord(name=stage.type, epochs=stage.epochs, metrics=stage_metrics,
+            # Epochs actually run (a user's EarlyStopping may end a stage early).
+            epochs_run = resume_epoch + int(summary.summary.get("epochs", 0))
+            record = StageRecord(name=stage.type, epochs=epochs_run, metrics=stage_metrics,
                                  sparsity=sparsity,
                                  max_unique_weights=unique, seconds=round(seconds, 3))
             records.append(record)

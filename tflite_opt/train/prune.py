@@ -8,7 +8,6 @@ and copies instead of mutation.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tflite_opt._keras import keras
@@ -40,8 +39,9 @@ def pruning_schedule(stage: PruneStage, total_steps: int | None = None, *,
     sp = tfmot().sparsity.keras
     target = stage.target_sparsity if target_sparsity is None else target_sparsity
     if stage.schedule == "constant":
-        frequency = stage.frequency or 100 if total_steps is None else \
-            stage.frequency or max(1, min(100, total_steps // 10))
+        frequency = stage.frequency
+        if frequency is None:
+            frequency = 100 if total_steps is None else max(1, min(100, total_steps // 10))
         return sp.ConstantSparsity(target, begin_step=begin_step, frequency=frequency)
     if end_step is None:
         if total_steps is None:
@@ -162,6 +162,3 @@ def is_pruned(model: keras.Model) -> bool:
 
     return any(isinstance(l, pruning_wrapper.PruneLowMagnitude) for l in iter_layers(model))
 
-
-def _steps(epochs: int, steps_per_epoch: int) -> int:
-    return max(1, int(math.ceil(epochs * steps_per_epoch)))
