@@ -26,9 +26,10 @@ def main() -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = digits_cnn(input_shape=(16, 16, 1), width=8, dense_units=32)
-    recipe = Recipe(stages=(PruneStage(epochs=2, target_sparsity=0.5), ClusterStage(epochs=1, number_of_clusters=8),
+    recipe = Recipe(stages=(PruneStage(epochs=1, schedule="constant", target_sparsity=0.5, frequency=1),
+                            ClusterStage(epochs=1, number_of_clusters=8),
                             QATStage(epochs=1, scheme="pcqat")))
-    result = OptimizationPlan(recipe).run(model, (data.x_train[:256], data.y_train[:256]),
+    result = OptimizationPlan(recipe).run(model, (data.x_train[:128], data.y_train[:128]),
                                           batch_size=32, strategy=strategy, verbose=0)
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "sparsity": result.sparsity,
                       "max_unique_weights": result.max_unique_weights,

@@ -11,8 +11,9 @@ from tflite_opt.train import (QAT_SCHEMES, LayerPolicy, cluster, prune, quantize
                               training_callbacks, weight_stats)
 
 
-def _fit(model, data, epochs=1):
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+def _fit(model, data, epochs=1, run_eagerly=False):
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                  run_eagerly=run_eagerly)
     model.fit(*data, batch_size=32, epochs=epochs, verbose=0, callbacks=training_callbacks(model))
     return model
 
@@ -41,11 +42,20 @@ def test_cluster_each_init_bounds_unique_values(tiny_cnn, tiny_train, init):
     assert max(stats[n]["unique_values"] for n in ("conv2", "conv3", "dense1")) <= 4
 
 
-def test_cluster_per_channel_bounds_unique_per_output_channel(tiny_cnn, tiny_train):
-    plain = strip(_fit(cluster(tiny_cnn, 4, per_channel=True, preserve_sparsity=False), tiny_train))
+def _max_unique_per_channel(kernel: np.ndarray) -> int:
+    return max(np.unique(kernel[..., c]).size for c in range(kernel.shape[-1]))
+
+
+def test_cluster_per_channel_then_pcqat_bounds_unique_per_output_channel(pruned_plain, tiny_train):
+    # eager: per-channel clustering builds one set of ops per channel, slow to trace
+    plain = strip(_fit(cluster(pruned_plain, 4, per_channel=True), tiny_train, run_eagerly=True))
     kernel = plain.get_layer("conv3").get_weights()[0]
-    per_channel = [np.unique(kernel[..., c]).size for c in range(kernel.shape[-1])]
-    assert max(per_channel) <= 4 and np.unique(kernel).size > 4
+    assert _max_unique_per_channel(kernel) <= 4 and np.unique(kernel).size > 4
+    qat = _fit(quantize_aware(plain, "pcqat", per_channel_clusters=True), tiny_train,
+               run_eagerly=True)
+    qat_kernel = qat.get_layer("quant_conv3")._weight_vars[0][0].numpy()
+    assert _max_unique_per_channel(qat_kernel) <= 4
+    assert weight_stats(qat)["conv3"]["sparsity"] >= 0.6 - 1e-6
 
 
 def test_per_layer_cluster_override(tiny_cnn, tiny_train):
