@@ -53,6 +53,18 @@ def test_run_default_chain_records_each_stage_and_returns_qat_model(trained_tiny
     # the QAT model still classifies (it started from a trained model)
     result.model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     assert result.model.evaluate(digits16.x_test, digits16.y_test, verbose=0)[1] > 0.5
+    # ... and its full-int8 file keeps the sparsity and the cluster count of each layer
+    from tflite_opt.convert import convert
+    from tflite_opt.runtime import inspect_model
+
+    tflite = convert(result.model, "int8", small_train[0][:64], progress=False).tflite_bytes
+    weights = {w["layer"]: w for w in inspect_model(tflite).weights if w.get("role") == "weight"}
+    for name in ("conv2", "conv3", "dense1"):
+        tensor = weights[f"quant_{name}"]
+        assert tensor["dtype"] == "int8"
+        assert tensor["sparsity"] >= 0.75 - 1e-3
+        # conv kernels are quantized per output channel, dense kernels per tensor
+        assert (tensor["max_unique_per_channel"] or tensor["unique_values"]) <= 16
 
 
 def test_run_without_qat_returns_stripped_model_from_dataset_and_factory(tiny_cnn, small_train):
