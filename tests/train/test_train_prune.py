@@ -148,3 +148,13 @@ def test_sparsity_logger_adds_logs_and_writes_tensorboard_events(tiny_cnn, small
             for event in tf.compat.v1.train.summary_iterator(str(path))
             for value in event.summary.value}
     assert {"sparsity/model", "sparsity/dense1", "unique_values/dense1"} <= tags
+
+
+def test_prune_or_cluster_on_wrapped_model_raises_telling_to_strip(tiny_cnn):
+    from tflite_opt.train import cluster
+
+    pruned = prune(tiny_cnn, 0.5, schedule="constant")
+    with pytest.raises(InvalidArgumentError, match="already wrapped.*strip"):
+        cluster(pruned, 4)
+    with pytest.raises(InvalidArgumentError, match="already wrapped.*strip"):
+        prune(pruned, 0.5, schedule="constant")

@@ -139,6 +139,14 @@ def select_layers(model: keras.Model, policy: LayerPolicy, method: str) -> Selec
         InvalidArgumentError: the policy names a layer that is not in the model.
     """
     check_graph_model(model, method)
+    wrapped = [l for l in iter_layers(model)
+               if _is_wrapper(l) and type(l).__module__.startswith("tensorflow_model_optimization")]
+    if wrapped:
+        layer = wrapped[0]
+        raise InvalidArgumentError(
+            f"model {model.name!r} is already wrapped (layer {layer.name!r} is a "
+            f"{type(layer).__name__}); call tflite_opt.train.strip(model) before {method}, or "
+            "use OptimizationPlan to chain prune -> cluster -> qat")
     has_weights = METHODS[method]
     top = list(model.layers)
     names_in_model = {layer.name for layer in top}
