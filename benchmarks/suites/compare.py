@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import baselines
+from benchmarks.common import example_float_model
 from tflite_opt._keras import keras
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes
 from tflite_opt.models.builders import dense_mlp, digits_cnn, mobilenet_v2
-from tflite_opt.models.training import train_digits_cnn
 
 ACCURACY_BAR_POINTS = 1.0
 
@@ -238,7 +238,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     folder = output_dir / "compare_files"
     data = load_digits(image_size=32)
     rows: list[dict] = []
-    trained = {"digits_cnn": train_digits_cnn(data, epochs=6 if quick else 20, verbose=0),
+    trained = {"digits_cnn": example_float_model(data, quick)[0],
                "dense_mlp": _train_dense(data, epochs=4 if quick else 15)}
     for name, model in trained.items():
         variants = _hand_variants(model, data, quick) + _our_variants(model, data, quick)

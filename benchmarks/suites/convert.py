@@ -29,48 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import example_float_model
 from tflite_opt._keras import keras
 from tflite_opt.convert import Precision, convert, convert_accuracy_aware
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes
+from tflite_opt.models.builders import with_activation_outliers
 
 MAX_ACCURACY_DROP = 0.01
 OUTLIER_UNITS = 2
 OUTLIER_FACTOR = 100.0
-EXAMPLE_MODEL = Path(__file__).resolve().parents[2] / "saved_models" / "digits_cnn.keras"
-
-
-def with_activation_outliers(model, layer: str, next_layer: str, x: np.ndarray,
-                             num_units: int = OUTLIER_UNITS, factor: float = OUTLIER_FACTOR):
-    """Same float function, a few huge activation units in ``layer`` (see module docstring).
-
-    The scaled units are the ``num_units`` most active ones on ``x`` (a dead
-    ReLU unit scaled by any factor is still zero).
-    """
-    probe = keras.Model(model.input, model.get_layer(layer).output)
-    units = list(np.argsort(probe.predict(x, verbose=0).reshape(len(x), -1).mean(0))[-num_units:])
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    w, b = clone.get_layer(layer).get_weights()
-    w[..., units] *= factor
-    b[units] *= factor
-    clone.get_layer(layer).set_weights([w, b])
-    wn, bn = clone.get_layer(next_layer).get_weights()
-    wn[units, :] /= factor
-    clone.get_layer(next_layer).set_weights([wn, bn])
-    return clone
-
-
-def _float_model(data, quick: bool):
-    if EXAMPLE_MODEL.exists():
-        from tflite_opt.models.loading import load_model
-
-        model = load_model(EXAMPLE_MODEL)
-        if tuple(model.input_shape[1:]) == data.input_shape:
-            return model, str(EXAMPLE_MODEL.name)
-    from tflite_opt.models.training import train_digits_cnn
-
-    return train_digits_cnn(data, epochs=6 if quick else 20, verbose=0), "trained here"
 
 
 def _accuracy(tflite_bytes: bytes, x, y) -> float:
@@ -97,7 +65,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     data = load_digits(32)
     runs = 30 if quick else 200
-    model, model_source = _float_model(data, quick)
+    model, model_source = example_float_model(data, quick)
     calibration = data.x_train[:200]
     keras_acc = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
 
@@ -115,7 +83,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                                round(p["conversion_time_s"], 2), round(p["median_us"], 1)])
 
     # 2. Accuracy-aware int8 on the outlier model.
-    outlier = with_activation_outliers(model, "dense1", "classifier", calibration)
+    outlier = with_activation_outliers(model, "dense1", "classifier", calibration,
+                                       num_units=OUTLIER_UNITS, factor=OUTLIER_FACTOR)
     float_gap = float(np.max(np.abs(outlier.predict(data.x_test, verbose=0) -
                                     model.predict(data.x_test, verbose=0))))
     n_val = len(data.x_train) // 5

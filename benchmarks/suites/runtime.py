@@ -34,26 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_opt._keras import keras, tf
+from benchmarks import baselines
+from tflite_opt._keras import keras
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes
 from tflite_opt.models.builders import digits_cnn, mobilenet_v2
 from tflite_opt.runtime import compare, find_fastest_config, profile_ops
-
-
-def _convert(model, calibration: np.ndarray, int8: bool) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        def representative():
-            for sample in calibration:
-                yield [sample[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
 
 
 def _cpu_flags() -> dict:
@@ -81,7 +67,9 @@ def _models(quick: bool, folder: Path) -> dict[str, dict[str, Path]]:
         files[name] = {}
         for kind in ("float", "int8"):
             path = folder / f"{name}_{kind}.tflite"
-            atomic_write_bytes(path, _convert(model, calibration, kind == "int8"))
+            tflite = (baselines.hand_int8(model, calibration) if kind == "int8"
+                      else baselines.hand_float32(model))
+            atomic_write_bytes(path, tflite)
             files[name][kind] = path
     return files
 

@@ -26,25 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import example_float_model
 from tflite_opt._keras import keras
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes, atomic_write_json
 from tflite_opt.train import (ClusterStage, OptimizationPlan, PruneStage, QATStage, Recipe,
                               StageSummary, training_callbacks)
 
-EXAMPLE_MODEL = Path(__file__).resolve().parents[2] / "saved_models" / "digits_cnn.keras"
-
-
-def _float_model(data, quick: bool):
-    if EXAMPLE_MODEL.exists():
-        from tflite_opt.models.loading import load_model
-
-        model = load_model(EXAMPLE_MODEL)
-        if tuple(model.input_shape[1:]) == data.input_shape:
-            return model, str(EXAMPLE_MODEL.name)
-    from tflite_opt.models.training import train_digits_cnn
-
-    return train_digits_cnn(data, epochs=6 if quick else 20, verbose=0), "trained here"
 
 
 def _convert(model, precision: str, calibration: np.ndarray) -> bytes:
@@ -145,7 +133,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     data = load_digits(32)
-    model, model_source = _float_model(data, quick)
+    model, model_source = example_float_model(data, quick)
     calibration = data.x_train[:100]
     float_acc = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
     float32 = _convert(model, "float32", calibration)

@@ -27,30 +27,3 @@ def run_tflite(tflite_bytes: bytes, x: np.ndarray) -> np.ndarray:
             y = (y.astype(np.float32) - zp) * scale
         results.append(y[0])
     return np.stack(results)
-
-
-def with_activation_outliers(model, layer: str, next_layer: str, x, num_units: int = 2,
-                             factor: float = 300.0):
-    """A copy of ``model`` computing the same function, with a few huge activation units.
-
-    ReLU is positively homogeneous, so scaling some units of ``layer`` by
-    ``factor`` and the matching input rows of ``next_layer`` by ``1/factor``
-    leaves the float outputs unchanged. Per-tensor int8 activation quantization
-    then spends its range on those units and rounds the others to zero: the
-    channel-range imbalance that cross-layer equalization exists to fix. The
-    scaled units are the most active ones on ``x`` (a dead unit stays zero).
-    """
-    from tflite_opt._keras import keras
-
-    probe = keras.Model(model.input, model.get_layer(layer).output)
-    units = list(np.argsort(probe.predict(x, verbose=0).reshape(len(x), -1).mean(0))[-num_units:])
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    w, b = clone.get_layer(layer).get_weights()
-    w[..., units] *= factor
-    b[units] *= factor
-    clone.get_layer(layer).set_weights([w, b])
-    wn, bn = clone.get_layer(next_layer).get_weights()
-    wn[units, :] /= factor
-    clone.get_layer(next_layer).set_weights([wn, bn])
-    return clone

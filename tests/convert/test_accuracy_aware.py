@@ -9,7 +9,7 @@ from tflite_opt.convert import (AccuracyAwareResult, QuantizationReport, convert
                                 io_details, quantization_report)
 from tflite_opt.errors import InvalidArgumentError
 
-from convert_testutil import with_activation_outliers
+from tflite_opt.models.builders import with_activation_outliers
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,13 @@ import pytest
 
 
 def _convert(model, int8: bool, calibration: np.ndarray | None = None) -> bytes:
-    from tflite_opt._keras import tf
+    from tflite_opt.convert import convert
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    # Plain (dense) encoding: the inspection tests count zeros in the stored weights.
     if int8:
-        def representative():
-            for sample in calibration[:50]:
-                yield [sample[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
+        return convert(model, "int8", representative_data=calibration[:50], sparsity=False,
+                       progress=False).tflite_bytes
+    return convert(model, "float32", sparsity=False).tflite_bytes
 
 
 @pytest.fixture(scope="session")

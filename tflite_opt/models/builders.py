@@ -5,6 +5,8 @@ Efficient-architecture builders (and the architecture search) plug in here.
 
 from __future__ import annotations
 
+import numpy as np
+
 from tflite_opt._keras import keras
 
 
@@ -67,3 +69,32 @@ def mobilenet_v2(input_shape: tuple[int, int, int] = (96, 96, 3), num_classes: i
     """
     return keras.applications.MobileNetV2(input_shape=input_shape, alpha=alpha, weights=None,
                                           classes=num_classes, classifier_activation="softmax")
+
+
+def with_activation_outliers(model: keras.Model, layer: str, next_layer: str, x: np.ndarray,
+                             num_units: int = 2, factor: float = 300.0) -> keras.Model:
+    """A copy of ``model`` computing the same function, with a few huge activation units.
+
+    ReLU is positively homogeneous, so scaling some units of ``layer`` by ``factor``
+    and the matching input rows of ``next_layer`` by ``1/factor`` leaves the float
+    outputs unchanged. Per-tensor int8 activation quantization then spends its range
+    on those units and rounds the others to zero: the channel-range imbalance that
+    cross-layer equalization exists to fix. Tests and benchmarks use it to make a
+    model that plain int8 PTQ honestly hurts. The scaled units are the ``num_units``
+    most active ones on ``x`` (a dead ReLU unit scaled by any factor is still zero).
+
+    Example:
+        >>> hostile = with_activation_outliers(model, "dense1", "classifier", x_train[:200])
+    """
+    probe = keras.Model(model.input, model.get_layer(layer).output)
+    units = list(np.argsort(probe.predict(x, verbose=0).reshape(len(x), -1).mean(0))[-num_units:])
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    w, b = clone.get_layer(layer).get_weights()
+    w[..., units] *= factor
+    b[units] *= factor
+    clone.get_layer(layer).set_weights([w, b])
+    wn, bn = clone.get_layer(next_layer).get_weights()
+    wn[units, :] /= factor
+    clone.get_layer(next_layer).set_weights([wn, bn])
+    return clone
