@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # Replace scripts/ on sys.path so scripts/inspect.py cannot shadow the stdlib inspect.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import numpy as np  # noqa: E402
 
