@@ -149,3 +149,14 @@ def test_optimize_killed_mid_stage_writes_nothing_and_rerun_resumes(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["stages"][0]["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert not (out / ".work").exists()
+
+
+def test_load_data_one_hot_labels_raise_data_error_with_fix(tmp_path):
+    from tflite_opt.errors import DataError
+    from tflite_opt.pipeline import load_data
+
+    path = tmp_path / "d.npz"
+    x = np.zeros((4, 16, 16, 1), np.float32)
+    np.savez(path, x_train=x, y_train=np.eye(4), x_test=x, y_test=np.arange(4))
+    with pytest.raises(DataError, match=r"y_train .*y.argmax"):
+        load_data(str(path), (16, 16, 1))

@@ -109,6 +109,12 @@ def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0) -> 
         if tuple(x.shape[1:]) != tuple(input_shape):
             raise DataError(f"{name} in {path!r} has samples of shape {tuple(x.shape[1:])}, the model "
                             f"expects {tuple(input_shape)}")
+    for name, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.number) \
+                or np.any(y < 0) or np.any(y != np.round(y)):
+            raise DataError(f"{name} in {path!r} must be {len(x)} integer class labels (shape "
+                            f"({len(x)},)), got shape {y.shape} of {y.dtype}; convert one-hot "
+                            "labels with y.argmax(axis=1)")
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     return Dataset(x_train.astype(np.float32), y_train.astype(np.int64), x_test.astype(np.float32),
                    y_test.astype(np.int64), num_classes=num_classes, name=Path(path).stem)
@@ -116,6 +122,14 @@ def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0) -> 
 
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_identity(path: str | None) -> list | None:
+    """Path, size and modification time: enough to tell two model or data files apart."""
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 
 
 def _train_float_model(config: PipelineConfig, data: Dataset, work_dir: Path) -> keras.Model:
@@ -177,6 +191,10 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     output_dir = Path(config.output_dir)
     work_dir = output_dir / ".work"
     work_dir.mkdir(parents=True, exist_ok=True)
+    # Checkpoints of an interrupted run are reused only for the same model, data and recipe.
+    run_key = _fingerprint(recipe.to_dict(), config.seed, config.batch_size,
+                           _file_identity(config.model), _file_identity(config.data),
+                           None if config.model else (config.float_epochs, config.learning_rate))
 
     # 2. The float model: the user's, or the bundled CNN trained here.
     t = time.perf_counter()
@@ -191,7 +209,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         float_model, train_data=(data.x_train, data.y_train),
         validation_data=(data.x_test, data.y_test), loss="sparse_categorical_crossentropy",
         metrics=["accuracy"], optimizer="adam", batch_size=config.batch_size,
-        checkpoint_dir=str(work_dir / f"plan_{_fingerprint(recipe.to_dict(), config.seed)}"),
+        checkpoint_dir=str(work_dir / f"plan_{run_key}"),
         verbose=config.verbose)
     timings["optimization_stages"] = time.perf_counter() - t
     optimized_accuracy = _keras_accuracy(plan_result.model, data)
