@@ -238,8 +238,6 @@ def _open_path(source: Any, specs: Sequence[InputSpec], preprocessing: ImagePrep
 
 def _read_image_folder(folder: Path, specs: Sequence[InputSpec], pre: ImagePreprocessing,
                        argument: str) -> np.ndarray:
-    from PIL import Image
-
     if len(specs) != 1:
         raise DataError(f"{argument}: an image folder feeds one input, but the model has "
                         f"{len(specs)} inputs; pass a list of arrays instead")
@@ -252,22 +250,69 @@ def _read_image_folder(folder: Path, specs: Sequence[InputSpec], pre: ImagePrepr
     if size[0] is None or size[1] is None:
         raise DataError(f"{argument}: input {spec.name!r} has dynamic size {_fmt(spec.shape)}; set "
                         "ImagePreprocessing(size=(height, width))")
-    mode = pre.color_mode or ("grayscale" if c == 1 else "rgb")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{argument} folder {str(folder)!r} has no images (looked for "
                         f"{', '.join(IMAGE_SUFFIXES)}, recursively)")
+    return _load_images(files, (int(size[0]), int(size[1])), c, pre, argument)
+
+
+def _load_images(files: Sequence[Path], size: tuple[int, int], channels: int,
+                 pre: ImagePreprocessing, argument: str) -> np.ndarray:
+    """Reads, converts, resizes (bilinear) and preprocesses image files into one array."""
+    from PIL import Image
+
+    mode = pre.color_mode or ("grayscale" if channels == 1 else "rgb")
     images = []
     for p in files:
         try:
             with Image.open(p) as im:
                 im = im.convert("L" if mode == "grayscale" else "RGB")
-                im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8)
         except Exception as exc:  # noqa: BLE001 - a broken image names its file
             raise DataError(f"{argument}: could not read image {str(p)!r}: {exc}") from exc
         images.append(arr[..., None] if arr.ndim == 2 else arr)
     return pre.apply(np.stack(images))
+
+
+def load_image_folder(folder: str | os.PathLike, image_shape: tuple[int, ...],
+                      preprocessing: ImagePreprocessing | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Loads a labeled ``folder/<class>/<images>`` tree for evaluation.
+
+    Class indices follow the sorted subfolder names (as Keras'
+    ``image_dataset_from_directory`` does); images are resized to ``image_shape`` and
+    preprocessed like calibration images.
+
+    Args:
+        folder: The root folder, one subfolder per class.
+        image_shape: ``(height, width, channels)`` of the model input.
+        preprocessing: Pixel scaling; defaults to ``ImagePreprocessing()`` (pixels / 255).
+
+    Returns:
+        ``(x, y, class_names)``.
+
+    Example:
+        >>> x, y, classes = load_image_folder("eval_images", (32, 32, 1))
+    """
+    root = Path(folder)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not classes:
+        raise DataError(f"image folder {str(root)!r} has no class subfolders; lay it out as "
+                        "FOLDER/<class name>/<image files>")
+    height, width, channels = (list(image_shape) + [1])[:3]
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                files.append(file)
+                labels.append(label)
+    if not files:
+        raise DataError(f"image folder {str(root)!r} holds no {', '.join(IMAGE_SUFFIXES)} files")
+    x = _load_images(files, (int(height), int(width)), int(channels),
+                     preprocessing or ImagePreprocessing(), "eval_data")
+    return x, np.asarray(labels, np.int64), classes
 
 
 def _subsample(arrays: list[np.ndarray], n: int | None, specs: Sequence[InputSpec],

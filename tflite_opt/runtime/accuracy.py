@@ -21,13 +21,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from tflite_opt.data.calibration import load_image_folder
 from tflite_opt.errors import DataError, InvalidArgumentError
 from tflite_opt.runtime.interpreter import InterpreterOptions, LoadedInterpreter, make_interpreter
 from tflite_opt.runtime.model_file import ModelSource, _describe, read_tflite
 from tflite_opt.runtime.quantization import dequantize_output, quantize_input
 
 DEFAULT_BATCH_SIZE = 64
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,42 +86,6 @@ def _iter_dataset(dataset: Any) -> Iterator[tuple[np.ndarray, np.ndarray | None]
         else:
             x, y = np.asarray(element), None
         yield x, y
-
-
-def load_image_folder(folder: str | os.PathLike, image_shape: tuple[int, ...]
-                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Loads ``folder/<class>/*.png`` as float32 [0, 1] images resized to ``image_shape``.
-
-    Class indices follow the sorted subfolder names (as Keras'
-    ``image_dataset_from_directory`` does).
-
-    Example:
-        >>> x, y, classes = load_image_folder("eval_images", (32, 32, 1))
-    """
-    from PIL import Image
-
-    root = Path(folder)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    if not classes:
-        raise DataError(f"image folder {str(root)!r} has no class subfolders; lay it out as "
-                        "FOLDER/<class name>/<image files>")
-    height, width, channels = (list(image_shape) + [1])[:3]
-    xs, ys = [], []
-    for label, name in enumerate(classes):
-        for file in sorted((root / name).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as img:
-                    img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
-                    array = np.asarray(img, dtype=np.float32) / 255.0
-            except OSError as exc:
-                raise DataError(f"image {str(file)!r} cannot be read: {exc}") from exc
-            xs.append(array.reshape(height, width, channels))
-            ys.append(label)
-    if not xs:
-        raise DataError(f"image folder {str(root)!r} holds no {IMAGE_SUFFIXES} files")
-    return np.stack(xs), np.asarray(ys, np.int64), classes
 
 
 class _Runner:
