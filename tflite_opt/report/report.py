@@ -35,7 +35,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{_pct(headline['optimized_tflite_accuracy'])} "
         f"(drop {headline['accuracy_drop_points']:+.2f} points vs float Keras)",
         f"- gzip size: {headline['gzip_ratio_vs_float']:.3f}x the float32 `.tflite`",
-        f"- median latency: {headline['latency_ratio_vs_float']:.2f}x the float32 `.tflite` "
+        f"- median latency: {headline['latency_ratio_vs_float']:.2f}x the float32 `.tflite`"
+        f"{' (within run-to-run noise)' if headline['latency_ratio_within_noise'] else ''}, "
+        "measured interleaved "
         f"({report['runtime']['interpreter']}, op resolver {report['runtime']['op_resolver']}, "
         f"{report['runtime']['num_threads']} thread(s))",
         "", "## Variants", "",
