@@ -68,7 +68,10 @@ class BenchmarkResult:
 
     @property
     def stats(self) -> LatencyStats:
-        return latency_stats(self.timings_us)
+        """The statistics fields as a ``LatencyStats`` (kept even without ``timings_us``)."""
+        return LatencyStats(count=self.num_runs, mean_us=self.mean_us, std_us=self.std_us,
+                            min_us=self.min_us, median_us=self.median_us, p90_us=self.p90_us,
+                            p99_us=self.p99_us, max_us=self.max_us)
 
     def to_dict(self, include_timings: bool = True) -> dict[str, Any]:
         out = dataclasses.asdict(self)
