@@ -56,3 +56,14 @@ def test_load_digits_split_is_fixed_by_seed_and_stratified():
     assert a.x_train.shape == (1437, 16, 16, 1) and a.x_test.shape == (360, 16, 16, 1)
     assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
     assert np.bincount(a.y_test).min() >= 35  # every class present in test
+
+
+def test_example_model_in_saved_models_loads_and_reaches_95_percent():
+    """The committed model the README and benchmarks use is a real, trained digits CNN."""
+    from tests.conftest import REPO_ROOT
+    from tflite_opt.data.digits import load_digits
+
+    model = load_model(REPO_ROOT / "saved_models" / "digits_cnn.keras")
+    data = load_digits(image_size=32)
+    accuracy = np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test)
+    assert accuracy >= 0.95
