@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 from tflite_opt._keras import keras
 from tflite_opt.errors import ModelLoadError
@@ -40,6 +42,24 @@ def model_format(path: str | os.PathLike) -> str:
                          ".keras, .h5, .hdf5, or a SavedModel folder")
 
 
+@contextlib.contextmanager
+def optimize_scope() -> Iterator[None]:
+    """Makes tfmot's wrapper classes known to ``keras.models.load_model``.
+
+    Needed for models saved while wrapped for pruning, clustering or QAT (for example
+    by ``ModelCheckpoint`` mid-training); ``load_model`` below uses it.
+
+    Example:
+        >>> with optimize_scope():
+        ...     pruned = keras.models.load_model("checkpoint.keras")
+    """
+    import tensorflow_model_optimization as tfmot
+
+    with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(), \
+            tfmot.clustering.keras.cluster_scope():
+        yield
+
+
 def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
     """Loads a Keras model, including ones saved while wrapped for pruning/clustering/QAT.
 
@@ -54,13 +74,8 @@ def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
         >>> model = load_model("saved_models/digits_cnn.keras")
     """
     fmt = model_format(path)
-    import tensorflow_model_optimization as tfmot
-
-    # Wrapped models need tfmot's custom objects to deserialize.
     try:
-        with tfmot.quantization.keras.quantize_scope(), \
-                tfmot.sparsity.keras.prune_scope(), \
-                tfmot.clustering.keras.cluster_scope():
+        with optimize_scope():  # wrapped models need tfmot's custom objects to deserialize
             model = keras.models.load_model(os.fspath(path), compile=compile)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,22 +1,9 @@
-"""optimize_scope: the loading scope for models saved while wrapped (prune/cluster/QAT)."""
+"""optimize_scope: the loading scope for models saved while wrapped (prune/cluster/QAT).
 
-from __future__ import annotations
+Defined with the rest of model loading in ``tflite_opt.models.loading``; re-exported here
+because training scripts reach for it next to ``prune``/``cluster``/``quantize_aware``.
+"""
 
-import contextlib
-from typing import Iterator
+from tflite_opt.models.loading import optimize_scope
 
-from tflite_opt.train.layers import tfmot
-
-
-@contextlib.contextmanager
-def optimize_scope() -> Iterator[None]:
-    """Makes tfmot's wrapper classes known to ``keras.models.load_model``.
-
-    Example:
-        >>> with optimize_scope():
-        ...     pruned = keras.models.load_model("checkpoint.keras")
-    """
-    t = tfmot()
-    with t.quantization.keras.quantize_scope(), t.sparsity.keras.prune_scope(), \
-            t.clustering.keras.cluster_scope():
-        yield
+__all__ = ["optimize_scope"]
