@@ -118,10 +118,10 @@ def _hand_variants(model, data, seeds: tuple[int, ...], quick: bool) -> list[_Va
     for seed in seeds:
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
-        tflite, _ = baselines.hand_qat(model, data.x_train, data.y_train, epochs=epochs)
-        seconds = time.perf_counter() - start
+        tflite, per_epoch = baselines.hand_qat(model, data.x_train, data.y_train, epochs=epochs)
+        seconds = time.perf_counter() - start - per_epoch * epochs  # the conversion alone
         files.append(tflite)
-    out.append(_Variant("tfmot QAT (hand)", files[0], seconds, None, tuple(files[1:])))
+    out.append(_Variant("tfmot QAT (hand)", files[0], seconds, per_epoch, tuple(files[1:])))
     return out
 
 
@@ -166,7 +166,8 @@ def _isolated_peak_memory(path: Path) -> tuple[int, int]:
     return peak, peak - base
 
 
-def _measure(model_name, model, data, variants, folder: Path, quick: bool) -> list[dict]:
+def _measure(model_name, model, data, variants, folder: Path, quick: bool,
+             plain_epoch_s: float | None = None) -> list[dict]:
     from tflite_opt.runtime import compare, evaluate_tflite, gzip_size
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,7 +188,10 @@ def _measure(model_name, model, data, variants, folder: Path, quick: bool) -> li
         row = {"model": model_name, "variant": v.name, "ours": "tflite_opt" in v.name,
                "file": paths[i].name, "size_bytes": len(v.tflite),
                "gzip_bytes": latency[1][i].gzip_bytes, "conversion_s": v.conversion_s,
-               "train_s_per_epoch": v.train_s_per_epoch, "float_keras_accuracy": float_accuracy,
+               "train_s_per_epoch": v.train_s_per_epoch,
+               "train_overhead_ratio": (v.train_s_per_epoch / plain_epoch_s
+                                        if v.train_s_per_epoch and plain_epoch_s else None),
+               "float_keras_accuracy": float_accuracy,
                "accuracy": None, "accuracy_std": None, "seeds": 1 + len(v.seed_files),
                "agreement": None,
                "median_us_1t": latency[1][i].stats.median_us, "p90_us_1t": latency[1][i].stats.p90_us,
@@ -282,7 +286,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     seeds = SEEDS[:1] if quick else SEEDS
     for name, model in trained.items():
         variants = _hand_variants(model, data, seeds, quick) + _our_variants(model, data, seeds, quick)
-        rows += _measure(name, model, data, variants, folder, quick)
+        plain_epoch_s = baselines.plain_fit_seconds_per_epoch(model, data.x_train, data.y_train)
+        rows += _measure(name, model, data, variants, folder, quick, plain_epoch_s)
 
     # MobileNetV2 with random weights: size and latency only (accuracy would need real images).
     mobilenet = mobilenet_v2((96, 96, 3), alpha=0.35)
@@ -302,7 +307,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     columns = ["model", "variant", "size_bytes", "gzip_bytes", "accuracy", "accuracy_std", "seeds",
                "agreement",
                "median_us_1t", "p90_us_1t", "median_us_2t", "p90_us_2t", "conversion_s",
-               "train_s_per_epoch", "peak_rss_mib", "model_rss_mib"]
+               "train_s_per_epoch", "train_overhead_ratio", "peak_rss_mib", "model_rss_mib"]
 
     def fmt(value):
         if value is None:
@@ -330,7 +335,10 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                   "images, mean over seeds for variants that train)",
          "columns": columns, "rows": [[fmt(r[c]) for c in columns] for r in rows],
          "note": "MobileNetV2 has random weights, so its accuracy is n/a; its rows show size and "
-                 "latency. peak_rss_mib: peak resident memory of a process that imports only LiteRT, "
+                 "latency. train_s_per_epoch counts wrapping, compiling and fitting (tracing "
+                 "included), train_overhead_ratio divides it by a plain compile+fit epoch of the "
+                 "float model without wrappers or callbacks. "
+                 "peak_rss_mib: peak resident memory of a process that imports only LiteRT, "
                  "loads the file and runs it 10 times; model_rss_mib: the part above the bare process."},
         {"title": "Scaling: digits CNN at three widths (int8)",
          "columns": ["width", "params", "tflite bytes", "conversion s", "benchmark wall s", "median µs"],
