@@ -26,3 +26,10 @@ def example_float_model(data: Dataset, quick: bool = False):
         if tuple(model.input_shape[1:]) == data.input_shape:
             return model, EXAMPLE_MODEL.name
     return train_digits_cnn(data, epochs=6 if quick else 20, verbose=0), "trained here"
+
+
+def tflite_accuracy(tflite_bytes: bytes, x, y) -> float:
+    """Top-1 accuracy of a ``.tflite`` on ``(x, y)`` through ``tflite_opt.runtime``."""
+    from tflite_opt.runtime import evaluate_tflite
+
+    return float(evaluate_tflite(tflite_bytes, x, y).accuracy)

@@ -29,34 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import example_float_model
+from benchmarks.common import example_float_model, tflite_accuracy
 from tflite_opt._keras import keras
 from tflite_opt.convert import Precision, convert, convert_accuracy_aware
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes
 from tflite_opt.models.builders import with_activation_outliers
+from tflite_opt.runtime import gzip_size
 
 MAX_ACCURACY_DROP = 0.01
 OUTLIER_UNITS = 2
 OUTLIER_FACTOR = 100.0
 
 
-def _accuracy(tflite_bytes: bytes, x, y) -> float:
-    from tflite_opt.runtime import evaluate_tflite
-
-    return float(evaluate_tflite(tflite_bytes, x, y).accuracy)
-
-
 def _latency_us(tflite_bytes: bytes, runs: int) -> float:
     from tflite_opt.runtime import benchmark
 
     return float(benchmark(tflite_bytes, num_runs=runs, warmup_runs=5).median_us)
-
-
-def _gzip(data: bytes) -> int:
-    from tflite_opt.runtime import gzip_size
-
-    return gzip_size(data)
 
 
 def run(output_dir: Path, quick: bool = False) -> dict:
@@ -73,9 +62,9 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     precision_rows, precisions = [], {}
     for precision in Precision:
         result = convert(model, precision, calibration, num_calibration_samples=200, progress=False)
-        acc = _accuracy(result.tflite_bytes, data.x_test, data.y_test)
+        acc = tflite_accuracy(result.tflite_bytes, data.x_test, data.y_test)
         precisions[precision.value] = {**result.to_dict(), "accuracy": acc,
-                                       "gzip_bytes": _gzip(result.tflite_bytes),
+                                       "gzip_bytes": gzip_size(result.tflite_bytes),
                                        "median_us": _latency_us(result.tflite_bytes, runs)}
         p = precisions[precision.value]
         precision_rows.append([precision.value, p["size_bytes"], p["gzip_bytes"], round(100 * acc, 2),
@@ -95,7 +84,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     plain = convert(outlier, "int8", calibration, num_calibration_samples=200, progress=False)
     int16x8 = convert(outlier, "int16x8", calibration, num_calibration_samples=200, progress=False)
     dynamic = convert(outlier, "dynamic")
-    test = {name: _accuracy(b, data.x_test, data.y_test) for name, b in (
+    test = {name: tflite_accuracy(b, data.x_test, data.y_test) for name, b in (
         ("float32", float32.tflite_bytes), ("int8 PTQ", plain.tflite_bytes),
         ("accuracy-aware int8", aware.conversion.tflite_bytes), ("int16x8", int16x8.tflite_bytes),
         ("dynamic", dynamic.tflite_bytes))}
@@ -131,17 +120,17 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         sparse = convert(pruned, precision, calibration, sparsity=True, progress=False)
         sparsity_rows.append([precision, dense.size_bytes, sparse.size_bytes,
                               round(sparse.size_bytes / dense.size_bytes, 3),
-                              _gzip(dense.tflite_bytes), _gzip(sparse.tflite_bytes),
+                              gzip_size(dense.tflite_bytes), gzip_size(sparse.tflite_bytes),
                               round(_latency_us(dense.tflite_bytes, runs), 1),
                               round(_latency_us(sparse.tflite_bytes, runs), 1),
-                              round(100 * _accuracy(dense.tflite_bytes, data.x_test, data.y_test), 2),
-                              round(100 * _accuracy(sparse.tflite_bytes, data.x_test, data.y_test), 2)])
+                              round(100 * tflite_accuracy(dense.tflite_bytes, data.x_test, data.y_test), 2),
+                              round(100 * tflite_accuracy(sparse.tflite_bytes, data.x_test, data.y_test), 2)])
 
     # 4. Calibration sample count.
     calib_rows = []
     for n in ((10, 100) if quick else (10, 50, 100, 500)):
         r = convert(model, "int8", data.x_train, num_calibration_samples=n, progress=False)
-        calib_rows.append([n, round(100 * _accuracy(r.tflite_bytes, data.x_test, data.y_test), 2),
+        calib_rows.append([n, round(100 * tflite_accuracy(r.tflite_bytes, data.x_test, data.y_test), 2),
                            round(r.conversion_time_s, 2)])
 
     ptq_drop = test["float32"] - test["int8 PTQ"]

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import example_float_model
+from benchmarks.common import example_float_model, tflite_accuracy
 from tflite_opt._keras import keras
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes, atomic_write_json
+from tflite_opt.runtime import gzip_size
 from tflite_opt.train import (ClusterStage, OptimizationPlan, PruneStage, QATStage, Recipe,
                               StageSummary, training_callbacks)
 
@@ -40,18 +41,6 @@ def _convert(model, precision: str, calibration: np.ndarray) -> bytes:
 
     return convert(model, precision, calibration, num_calibration_samples=len(calibration),
                    progress=False).tflite_bytes
-
-
-def _accuracy(tflite_bytes: bytes, x, y) -> float:
-    from tflite_opt.runtime import evaluate_tflite
-
-    return float(evaluate_tflite(tflite_bytes, x, y).accuracy)
-
-
-def _gzip(data: bytes) -> int:
-    from tflite_opt.runtime import gzip_size
-
-    return gzip_size(data)
 
 
 def _tflite_weight_stats(tflite_bytes: bytes, layers: tuple[str, ...]) -> dict[str, dict]:
@@ -137,7 +126,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     calibration = data.x_train[:100]
     float_acc = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
     float32 = _convert(model, "float32", calibration)
-    float32_acc = _accuracy(float32, data.x_test, data.y_test)
+    float32_acc = tflite_accuracy(float32, data.x_test, data.y_test)
 
     recipe = Recipe.default()
     if quick:
@@ -148,11 +137,11 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                                           batch_size=32, verbose=0)
     plan_seconds = time.perf_counter() - plan_start
     int8 = _convert(result.model, "int8", calibration)
-    int8_acc = _accuracy(int8, data.x_test, data.y_test)
+    int8_acc = tflite_accuracy(int8, data.x_test, data.y_test)
     atomic_write_bytes(output_dir / "train_float32.tflite", float32)
     atomic_write_bytes(output_dir / "train_int8_pcqat.tflite", int8)
     atomic_write_json(output_dir / "train_recipe.json", recipe.to_dict())
-    gzip_float, gzip_int8 = _gzip(float32), _gzip(int8)
+    gzip_float, gzip_int8 = gzip_size(float32), gzip_size(int8)
     file_stats = _tflite_weight_stats(int8, result.optimized_layers)
     overhead = _callback_overhead(model, data.x_train, data.y_train, rounds=2 if quick else 4)
     _plot(result.stages, output_dir / "train_stages.png")
