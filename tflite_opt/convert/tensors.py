@@ -68,25 +68,9 @@ def operator_names(tflite_bytes: bytes) -> list[str]:
     Read from the flatbuffer (not the interpreter), so models with Flex ops that
     this Python runtime cannot run can still be inspected.
     """
-    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from tflite_opt.runtime.model_file import node_op_names, read_tflite
 
-    try:
-        model = schema_fb.ModelT.InitFromObj(schema_fb.Model.GetRootAsModel(bytes(tflite_bytes), 0))
-    except Exception as exc:  # noqa: BLE001
-        raise InvalidTFLiteError(f"not a readable TFLite flatbuffer: {exc}") from exc
-    names = {}
-    builtin = {v: k for k, v in vars(schema_fb.BuiltinOperator).items() if not k.startswith("_")}
-    for i, code in enumerate(model.operatorCodes or []):
-        if code.customCode:
-            names[i] = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-        else:
-            op = max(code.builtinCode, code.deprecatedBuiltinCode)
-            names[i] = builtin.get(op, str(op))
-    used = []
-    for sub in model.subgraphs or []:
-        for op in sub.operators or []:
-            used.append(names[op.opcodeIndex])
-    return used
+    return node_op_names(read_tflite(bytes(tflite_bytes)))
 
 
 def flex_ops(tflite_bytes: bytes) -> list[str]:

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from tflite_opt.runtime.gpu_compat import GpuCompatibility, check_gpu_compatibility
-from tflite_opt.runtime.model_file import TENSOR_TYPES, ModelSource, _describe, read_tflite
+from tflite_opt.runtime.model_file import (TENSOR_TYPES, ModelSource, _describe, operator_codes,
+                                           read_tflite)
 
 _NUMPY_TYPES = {
     "float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8,
@@ -39,12 +40,6 @@ _WEIGHT_INPUT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1,
 _PASS_THROUGH = ("DEQUANTIZE", "DENSIFY")
 _BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3,
                "CONV_3D": 2}
-
-
-def _builtin_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,13 +182,7 @@ def inspect_model(model: ModelSource) -> Inspection:
     data = read_tflite(model)
     name = _describe(model).strip("'")
     root = schema.Model.GetRootAs(data, 0)
-    op_names = _builtin_names()
-    codes = []
-    for c in range(root.OperatorCodesLength()):
-        code = root.OperatorCodes(c)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        custom = code.CustomCode().decode("utf-8", "replace") if code.CustomCode() else ""
-        codes.append((op_names.get(builtin, f"BUILTIN_{builtin}"), custom, code.Version()))
+    codes = operator_codes(data)
 
     buffers = []
     for b in range(root.BuffersLength()):
@@ -230,8 +219,8 @@ def inspect_model(model: ModelSource) -> Inspection:
         consumers: dict[int, list[tuple[str, int, int]]] = collections.defaultdict(list)
         for o in range(sg.OperatorsLength()):
             op = sg.Operators(o)
-            op_name, custom, version = codes[op.OpcodeIndex()]
-            display = custom if op_name == "CUSTOM" and custom else op_name
+            code = codes[op.OpcodeIndex()]
+            op_name, custom, version, display = code.builtin, code.custom, code.version, code.name
             inputs = op.InputsAsNumpy().tolist() if op.InputsLength() else []
             outputs = op.OutputsAsNumpy().tolist() if op.OutputsLength() else []
             nodes.append({"subgraph": s, "op": display, "builtin": op_name, "custom_code": custom,

@@ -67,9 +67,9 @@ def _prefix_models(data: bytes) -> tuple[list[bytes], list[dict]]:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    from tflite_opt.runtime.inspection import _builtin_names
+    from tflite_opt.runtime.model_file import operator_codes
 
-    names = _builtin_names()
+    code_names = [code.name for code in operator_codes(data)]
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     graph = model.subgraphs[0]
     operators = list(graph.operators or [])
@@ -79,11 +79,7 @@ def _prefix_models(data: bytes) -> tuple[list[bytes], list[dict]]:
     model.signatureDefs = None  # signatures name the full graph's outputs
     prefixes, nodes = [], []
     for k, op in enumerate(operators):
-        code = model.operatorCodes[op.opcodeIndex]
-        op_name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-        if op_name == "CUSTOM" and code.customCode:
-            op_name = code.customCode.decode() if isinstance(code.customCode, bytes) \
-                else str(code.customCode)
+        op_name = code_names[op.opcodeIndex]
         outputs = [int(t) for t in op.outputs if int(t) >= 0]
         tensor = graph.tensors[outputs[0]] if outputs else None
         out_name = tensor.name.decode() if tensor is not None and isinstance(tensor.name, bytes) \
