@@ -150,9 +150,10 @@ def _train_float_model(config: PipelineConfig, data: Dataset, work_dir: Path) ->
     return model
 
 
-def _keras_accuracy(model: keras.Model, data: Dataset) -> float:
+def _test_outputs(model: keras.Model, data: Dataset) -> tuple[np.ndarray, float]:
+    """The model's outputs on the test split and its top-1 accuracy there."""
     probs = model.predict(data.x_test, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
+    return probs, float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
 
 
 def _versions() -> dict[str, str]:
@@ -178,7 +179,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     from tflite_opt.convert import convert
     from tflite_opt.report import write_report
     from tflite_opt.runtime import benchmark, compare, evaluate_tflite
-    from tflite_opt.train import OptimizationPlan, Recipe, weight_stats
+    from tflite_opt.train import OptimizationPlan, Recipe
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -200,7 +201,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     t = time.perf_counter()
     float_model = user_model if user_model is not None else _train_float_model(config, data, work_dir)
     timings["float_training"] = time.perf_counter() - t
-    float_accuracy = _keras_accuracy(float_model, data)
+    # The float outputs are both its accuracy and the reference the .tflite files are checked against.
+    reference, float_accuracy = _test_outputs(float_model, data)
     print(f"float Keras test accuracy: {100 * float_accuracy:.2f}%")
 
     # 3. The recipe's training stages (prune -> cluster -> QAT by default).
@@ -212,9 +214,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
         checkpoint_dir=str(work_dir / f"plan_{run_key}"),
         verbose=config.verbose)
     timings["optimization_stages"] = time.perf_counter() - t
-    optimized_accuracy = _keras_accuracy(plan_result.model, data)
+    _, optimized_accuracy = _test_outputs(plan_result.model, data)
 
-    reference = float_model.predict(data.x_test, batch_size=256, verbose=0)
     calibration = data.x_train[: config.num_calibration_samples]
     labels = [str(i) for i in range(data.num_classes)]
     # The digits' 17 grey levels were scaled to [0, 1]: an app feeding 8-bit grey pixels
@@ -273,7 +274,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             },
             "variants": variants,
             "stages": [s.to_dict() for s in plan_result.stages],
-            "weight_stats": weight_stats(plan_result.model),
+            "weight_stats": plan_result.layer_stats,
             "runtime": {"interpreter": optimized["latency"]["interpreter"],
                         "op_resolver": optimized["latency"]["op_resolver"],
                         "num_threads": config.num_threads},
