@@ -1,21 +1,29 @@
 """Atomic file output: nothing is left half-written when a process dies.
 
-Each writer writes to a temporary file in the destination's folder, flushes and
-fsyncs it, then renames it over the destination (``os.replace`` is atomic on
-POSIX), so a reader sees either the old file or the complete new one.
+One staging rule for every output: data is written next to where it ends up
+(a temporary file in the destination's folder, or a staging folder *inside* the
+output folder), flushed and fsynced, then renamed into place. ``os.replace`` is
+atomic on POSIX and, because source and destination share a folder, never
+crosses a filesystem (an output folder that is a symlink to another mount or a
+Docker volume works). A reader sees either the old file or the complete new one.
+
+``check_output_dir`` / ``check_output_file`` probe an output location before a
+long job starts, and ``lock_output_dir`` keeps two runs out of one folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-from tflite_opt.errors import OutputExistsError
+from tflite_opt.errors import InvalidArgumentError, OutputExistsError
 
 
 def _check_overwrite(path: Path, overwrite: bool) -> None:
@@ -78,25 +86,126 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def check_output_dir(output_dir: str | os.PathLike, argument: str = "output_dir") -> Path:
+    """Fails now, not after a long job, if ``output_dir`` cannot become a writable folder.
+
+    The folder need not exist: its nearest existing ancestor must be a folder in
+    which a file can be created (checked by creating and removing a probe file,
+    which also catches read-only mounts that permission bits do not show).
+
+    Args:
+        output_dir: The folder that outputs will be written to.
+        argument: The argument or flag named in the error message.
+
+    Returns:
+        ``output_dir`` as a ``Path``.
+
+    Raises:
+        InvalidArgumentError: it is a file, lies under a file, or is not writable.
+
+    Example:
+        >>> check_output_dir("outputs/run1", "--output_dir")
+        PosixPath('outputs/run1')
+    """
+    output_dir = Path(output_dir)
+    problem = _folder_problem(output_dir)
+    if problem:
+        raise InvalidArgumentError(f"{argument} {str(output_dir)!r} cannot be used: {problem}; "
+                                   f"pass {argument} naming a folder you can write to")
+    return output_dir
+
+
+def check_output_file(path: str | os.PathLike, argument: str = "output", *,
+                      inputs: Iterable[str | os.PathLike] = (), overwrite: bool = True) -> Path:
+    """Fails now, before any work, if ``path`` cannot be written as an output file.
+
+    Args:
+        path: The file that will be written.
+        argument: The argument or flag named in the error message.
+        inputs: Files this run reads (a model and its sidecar): writing over one of
+            them would destroy the input, so naming one is refused.
+        overwrite: Whether an existing file may be replaced.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        InvalidArgumentError: ``path`` is a folder, an input file, under a file, or
+            in a folder that is not writable.
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+
+    Example:
+        >>> check_output_file("report.json", "--output", inputs=["model.tflite"])
+        PosixPath('report.json')
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgumentError(f"{argument} {str(path)!r} is a folder; name a file inside it, "
+                                   f"e.g. {str(path / ('out' + (path.suffix or '.json')))!r}")
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise InvalidArgumentError(f"{argument} {str(path)!r} is the input file "
+                                       f"{str(source)!r}; writing there would destroy it, so "
+                                       "choose another file")
+    problem = _folder_problem(path.parent)
+    if problem:
+        raise InvalidArgumentError(f"{argument} {str(path)!r} cannot be written: {problem}; "
+                                   "choose a file in a folder you can write to")
+    if not overwrite:
+        _check_overwrite(path, overwrite)
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written to, or None if it can."""
+    existing = folder
+    while not os.path.lexists(existing):  # lexists: a dangling symlink is not "missing"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    try:  # a real probe: permission bits say nothing about read-only mounts or root
+        fd, probe = tempfile.mkstemp(prefix=".write_probe.", dir=existing)
+    except OSError as exc:
+        return f"folder {str(existing)!r} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+STAGING_PREFIX = ".staging."  # hidden: listings of the output folder skip it
+
+
 @contextlib.contextmanager
-def staged_output_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
+def staged_output_dir(output_dir: str | os.PathLike, argument: str = "output_dir") -> Iterator[Path]:
     """Yields a fresh staging folder whose files move into ``output_dir`` on success.
 
-    If the body raises, the staging folder is removed and ``output_dir`` is left
-    as it was: a failed run writes no partial output. Files are moved one by one
-    with ``os.replace``, so each output file appears complete.
+    The staging folder is a hidden folder *inside* ``output_dir``, so the final
+    renames never cross a filesystem. If the body raises, the staging folder (and
+    any folder this call created) is removed and ``output_dir`` is left as it was:
+    a failed run writes no partial output. Files are moved one by one with
+    ``os.replace``, so each output file appears complete.
 
     Example:
         >>> with staged_output_dir("outputs") as stage:
         ...     (stage / "report.json").write_text("{}")
     """
-    output_dir = Path(output_dir)
-    parent = output_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging.", dir=parent))
+    output_dir = check_output_dir(output_dir, argument)
+    created = []  # deepest first, so a failed run can remove exactly what it made
+    folder = output_dir
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
+    succeeded = False
     try:
         yield stage
-        output_dir.mkdir(parents=True, exist_ok=True)
         for src in sorted(stage.rglob("*")):
             dst = output_dir / src.relative_to(stage)
             if src.is_dir():
@@ -104,5 +213,57 @@ def staged_output_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
             else:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
+        succeeded = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not succeeded:
+            for folder in created:
+                with contextlib.suppress(OSError):  # not empty: someone else wrote there
+                    folder.rmdir()
+
+
+
+@contextlib.contextmanager
+def lock_output_dir(output_dir: str | os.PathLike, lock_file: str = ".work/lock",
+                    argument: str = "output_dir") -> Iterator[Path]:
+    """Holds an exclusive lock on ``output_dir`` so two runs never share it.
+
+    The lock is ``fcntl.flock`` on ``output_dir/lock_file`` (released by the kernel
+    when the process dies, so a killed run leaves no stale lock); the file holds the
+    owner's PID for the error message. The lock file may be deleted while held (a
+    finished run removes its work folder); a run that locked a deleted file retries.
+
+    Raises:
+        InvalidArgumentError: another process holds the lock (the message names its PID).
+
+    Example:
+        >>> with lock_output_dir("outputs"):
+        ...     run_the_job()
+    """
+    path = Path(output_dir) / lock_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            owner = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise InvalidArgumentError(
+                f"{argument} {str(output_dir)!r} is in use by another run (PID {owner}); wait "
+                f"for it to finish or pass another {argument}") from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder deleted the file between our open and flock: try again
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield path
+    finally:
+        os.close(fd)
