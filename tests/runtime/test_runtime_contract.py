@@ -65,16 +65,39 @@ def test_evaluate_float_model_matches_keras_exactly(tflite_files, digits16, kera
     json.dumps(acc.to_dict())
 
 
+def _output_scale(path) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    scale, _ = Interpreter(model_path=str(path)).get_output_details()[0]["quantization"]
+    assert scale > 0, "the int8 file's output is not quantized"
+    return float(scale)
+
+
 def test_evaluate_int8_model_dequantizes_outputs_close_to_keras(tflite_files, digits16,
                                                                  keras_reference):
+    captured = {}
+
+    def keep_outputs(labels, outputs):
+        captured["outputs"] = outputs
+        return 0.0
+
     acc = evaluate_tflite(tflite_files["int8"], digits16.x_test, digits16.y_test,
-                          reference_outputs=keras_reference)
-    # Softmax outputs dequantized with scale 1/256: a few steps of error at most.
-    assert acc.max_abs_diff < 0.15
-    assert acc.mean_abs_diff < 0.01
-    assert acc.agreement > 0.9
+                          reference_outputs=keras_reference, metric=keep_outputs)
+    # Bounds in steps of the file's own output scale (1/256 for softmax), per sample: each
+    # output carries half a step of rounding plus what the int8 layers before it add. Most
+    # samples are within a step or two; near-ties between two classes move the softmax more, so
+    # only quantiles are bounded, not the worst sample (which depends on the CPU's float math
+    # during training and calibration).
+    step = _output_scale(tflite_files["int8"])
+    per_sample_steps = np.abs(captured["outputs"] - keras_reference).max(axis=1) / step
+    assert np.median(per_sample_steps) <= 2
+    assert np.quantile(per_sample_steps, 0.9) <= 8
+    assert acc.mean_abs_diff <= 2 * step
+    assert acc.max_abs_diff == pytest.approx(per_sample_steps.max() * step)
+    assert acc.agreement >= 0.95
+    # Accuracies can differ only on the samples whose top-1 class differs.
     keras_accuracy = float(np.mean(np.argmax(keras_reference, 1) == digits16.y_test))
-    assert abs(acc.accuracy - keras_accuracy) < 0.05
+    assert abs(acc.accuracy - keras_accuracy) <= 1 - acc.agreement + 1e-9
 
 
 def test_evaluate_with_one_hot_labels_and_threads_gives_same_accuracy(tflite_files, digits16):

@@ -35,8 +35,14 @@ def test_run_default_chain_records_each_stage_and_returns_qat_model(trained_tiny
                                                                    small_train):
     model, _ = trained_tiny_cnn
     before = [w.copy() for w in model.get_weights()]
+    start_accuracy = float(np.mean(np.argmax(model.predict(digits16.x_test, verbose=0), 1)
+                                   == digits16.y_test))
     counter = EpochCounter()
-    result = OptimizationPlan(SHORT).run(model, small_train, (digits16.x_test, digits16.y_test),
+    # The whole training split (1,437 images): with 256 the QAT model's accuracy swung from
+    # 0.46 to 0.64 with the CPU's float math (oneDNN on/off); with all of it, it stays near
+    # the starting model's on every CPU tried.
+    train = (digits16.x_train, digits16.y_train)
+    result = OptimizationPlan(SHORT).run(model, train, (digits16.x_test, digits16.y_test),
                                          optimizer=keras.optimizers.Adam(1e-3), callbacks=[counter],
                                          verbose=0)
     assert [s.name for s in result.stages] == ["prune", "cluster", "qat"]
@@ -50,9 +56,12 @@ def test_run_default_chain_records_each_stage_and_returns_qat_model(trained_tiny
     assert is_quantize_aware(result.model)
     json.dumps(result.to_dict())  # plain data all the way down
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    # the QAT model still classifies (it started from a trained model)
+    # the QAT model still classifies about as well as the trained model it started from
+    # (10 points = 36 of the 360 test images; measured changes: +1 and +5 points)
     result.model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    assert result.model.evaluate(digits16.x_test, digits16.y_test, verbose=0)[1] > 0.5
+    qat_accuracy = result.model.evaluate(digits16.x_test, digits16.y_test, verbose=0)[1]
+    assert start_accuracy > 0.5  # trained: five times chance
+    assert qat_accuracy >= start_accuracy - 0.10
     # ... and its full-int8 file keeps the sparsity and the cluster count of each layer
     from tflite_opt.convert import convert
     from tflite_opt.runtime import inspect_model
