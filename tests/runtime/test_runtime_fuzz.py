@@ -64,22 +64,24 @@ def mutants(tflite_files):
 
 
 def test_fuzz_mutated_models_are_rejected_or_inspected_in_process(mutants):
-    accepted, rejected = [], []
+    rejected, inspected = 0, 0
     for mutant in mutants:
         try:
             read_tflite(mutant)
         except InvalidTFLiteError as exc:
             assert "not a valid TFLite" in str(exc) or "empty" in str(exc)
-            rejected.append(mutant)
+            rejected += 1
             continue
-        accepted.append(mutant)
-        try:
-            inspect_model(mutant)
+        try:  # any other exception (or a crash) fails the test
+            inspection = inspect_model(mutant)
         except InvalidTFLiteError:
-            pass
-    assert len(accepted) + len(rejected) == NUM_MUTANTS
-    # The verifier must catch a real share of the structural damage.
-    assert len(rejected) > NUM_MUTANTS // 4
+            continue
+        assert inspection.nodes and inspection.tensors  # what a valid model has to show
+        inspected += 1
+    # The verifier must catch a real share of the structural damage, and enough mutants
+    # (weight bytes flipped) pass it to exercise the inspection itself.
+    assert rejected > NUM_MUTANTS // 4
+    assert inspected > NUM_MUTANTS // 10
 
 
 def test_fuzz_rejected_mutants_raise_invalid_tflite_from_every_entry_point(mutants, tmp_path,
