@@ -20,6 +20,11 @@ class ModelLoadError(TfliteOptError):
     """A Keras model path does not exist or does not hold a loadable model."""
 
 
+class UnsafeModelError(ModelLoadError):
+    """A model file would run code from the file when loaded (a Lambda layer, a module outside
+    Keras/TensorFlow); refused unless the user passes ``trust_model=True`` / ``--trust_model``."""
+
+
 class UnsupportedLayerError(TfliteOptError):
     """A layer cannot be pruned, clustered or quantized by the requested method."""
 

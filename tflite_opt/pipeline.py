@@ -49,6 +49,8 @@ class PipelineConfig:
         benchmark_runs: Timed inferences per variant.
         num_threads: Interpreter threads for accuracy and latency.
         verbose: Keras progress output (0 silent, 1 bars, 2 one line per epoch).
+        trust_model: Load ``model`` even if it carries code (Lambda layers, modules outside
+            Keras); see ``tflite_opt.load_model``. Defaults to False.
     """
 
     output_dir: str = "outputs"
@@ -63,6 +65,7 @@ class PipelineConfig:
     benchmark_runs: int = 100
     num_threads: int = 1
     verbose: int = 2
+    trust_model: bool = False
 
     def __post_init__(self):
         for name in ("float_epochs", "batch_size", "num_calibration_samples", "benchmark_runs",
@@ -186,7 +189,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
 
     # 1. Validate everything the user gave before writing anything.
     recipe = Recipe.from_file(config.recipe) if config.recipe else Recipe.default()
-    user_model = load_model(config.model) if config.model else None
+    user_model = load_model(config.model, trust_model=config.trust_model) if config.model \
+        else None
     input_shape = tuple(user_model.input_shape[1:]) if user_model is not None else (32, 32, 1)
     data = load_data(config.data, input_shape, seed=config.seed)
     output_dir = Path(config.output_dir)

@@ -12,6 +12,7 @@ Bad input exits with code 2 and one line on stderr; nothing is written then.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from absl import flags
@@ -36,6 +37,9 @@ flags.DEFINE_float("max_accuracy_drop", None, "Accuracy-aware int8: keep the few
 flags.DEFINE_string("eval_data", None, "An .npz with arrays x and y to measure the accuracy drop on.")
 flags.DEFINE_bool("allow_select_tf_ops", False, "Keep ops outside the TFLite builtins as "
                   "TensorFlow (Flex) ops; the app then needs the Flex delegate.")
+flags.DEFINE_bool("trust_model", False, "Load a .keras/.h5 --model even if it would run code "
+                  "from the file (Lambda layers, modules outside Keras/TensorFlow); only for files "
+                  "you trust. A SavedModel converts from its traced graph and needs no trust.")
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 flags.DEFINE_enum("sparsity", "auto", ["auto", "on", "off"], "Encode sparse (pruned) weights: "
                   "'auto' for float models with >= 50% zero weights (smaller, same speed); "
@@ -58,6 +62,10 @@ def _floats(name: str, values: list[str] | None) -> float | tuple[float, ...] | 
         out = tuple(float(v) for v in values)
     except ValueError:
         _common.fail(f"--{name} must be numbers separated by commas, got {','.join(values)!r}")
+    if not all(math.isfinite(v) for v in out):  # float() accepts "nan" and "inf"
+        _common.fail(f"--{name} must be finite numbers, got {','.join(values)!r}")
+    if name == "pixel_std" and min(out) <= 0:
+        _common.fail(f"--pixel_std must be > 0 (it divides the pixels), got {','.join(values)!r}")
     return out[0] if len(out) == 1 else out
 
 
@@ -79,12 +87,26 @@ def main(argv) -> None:
         _common.fail("--eval_data is only used with --max_accuracy_drop")
     if FLAGS.quant_report and FLAGS.precision != "int8":
         _common.fail("--quant_report needs --precision=int8")
-    # Fail before the (slow) conversion, not after it.
+    # Fail before the (slow) conversion, not after it: every file this run writes must be
+    # writable, and none may exist without --overwrite.
+    from tflite_opt.files import check_output_file
+
+    outputs = [output, output.with_suffix(".json")]
+    if FLAGS.quant_report:
+        outputs += [output.with_name(f"{output.stem}.quant_report{ext}")
+                    for ext in (".json", ".md", ".png")]
+    for path in outputs:
+        check_output_file(path, "--output", inputs=[FLAGS.model])
     if not FLAGS.overwrite:
-        existing = [p for p in (output, output.with_suffix(".json")) if p.exists()]
+        existing = [p for p in outputs if p.exists()]
         if existing:
             _common.fail(f"output file(s) {', '.join(str(p) for p in existing)} already exist; pass "
                          "--overwrite to replace them or choose another --output")
+    if FLAGS.labels:
+        from tflite_opt.convert.sidecar import _read_labels
+
+        _read_labels(FLAGS.labels)  # a bad labels file fails before the conversion
+    mean, std = _floats("pixel_mean", FLAGS.pixel_mean), _floats("pixel_std", FLAGS.pixel_std)
 
     from tflite_opt.convert._quiet import quiet_converter
 
@@ -96,33 +118,34 @@ def main(argv) -> None:
     from tflite_opt.convert import convert, convert_accuracy_aware, quantization_report
     from tflite_opt.data.calibration import ImagePreprocessing
 
-    if FLAGS.labels:
-        from tflite_opt.convert.sidecar import _read_labels
-
-        _read_labels(FLAGS.labels)  # a bad labels file fails before the conversion
-    mean, std = _floats("pixel_mean", FLAGS.pixel_mean), _floats("pixel_std", FLAGS.pixel_std)
     normalization = None
     if FLAGS.pixel_scale is not None or mean is not None or std is not None:
         normalization = ImagePreprocessing(
             scale=FLAGS.pixel_scale if FLAGS.pixel_scale is not None else 1.0 / 255.0,
             mean=mean if mean is not None else 0.0, std=std if std is not None else 1.0)
 
+    model = FLAGS.model
+    if FLAGS.trust_model:
+        from tflite_opt.models.loading import load_model, model_format
+
+        if model_format(model) != "saved_model":  # a SavedModel converts from its graph
+            model = load_model(model, trust_model=True)
     aa = None
     if accuracy_aware:
         aa = convert_accuracy_aware(
-            FLAGS.model, FLAGS.representative_data, FLAGS.eval_data, FLAGS.max_accuracy_drop,
+            model, FLAGS.representative_data, FLAGS.eval_data, FLAGS.max_accuracy_drop,
             num_calibration_samples=FLAGS.num_calibration_samples, input_type=FLAGS.input_type,
             output_type=FLAGS.output_type)
         result = aa.conversion
     else:
-        result = convert(FLAGS.model, FLAGS.precision, FLAGS.representative_data,
+        result = convert(model, FLAGS.precision, FLAGS.representative_data,
                          FLAGS.num_calibration_samples, FLAGS.input_type, FLAGS.output_type,
                          FLAGS.allow_select_tf_ops, preprocessing=normalization,
                          sparsity={"auto": "auto", "on": True, "off": False}[FLAGS.sparsity])
     report = None
     if FLAGS.quant_report:
         report = aa.report if aa is not None else quantization_report(
-            FLAGS.model, FLAGS.representative_data,
+            model, FLAGS.representative_data,
             num_calibration_samples=FLAGS.num_calibration_samples)
     path = result.save(output, overwrite=FLAGS.overwrite, labels=FLAGS.labels,
                        normalization=normalization)

@@ -28,6 +28,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the data split, initialization and shuf
 flags.DEFINE_integer("num_calibration_samples", 200, "Training samples used for int8 calibration.")
 flags.DEFINE_integer("benchmark_runs", 100, "Timed inferences per .tflite variant.")
 flags.DEFINE_integer("num_threads", 1, "Interpreter threads for accuracy and latency.")
+flags.DEFINE_bool("trust_model", False, "Load --model even if it would run code from the file "
+                  "(Lambda layers, modules outside Keras/TensorFlow); only for files you trust.")
 flags.DEFINE_integer("verbose", 2, "Keras progress: 0 silent, 1 progress bars, 2 a line per epoch.")
 
 
@@ -39,7 +41,8 @@ def main(argv) -> None:
         output_dir=FLAGS.output_dir, model=FLAGS.model, recipe=FLAGS.recipe, data=FLAGS.data,
         float_epochs=FLAGS.float_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         num_calibration_samples=FLAGS.num_calibration_samples,
-        benchmark_runs=FLAGS.benchmark_runs, num_threads=FLAGS.num_threads, verbose=FLAGS.verbose)
+        benchmark_runs=FLAGS.benchmark_runs, num_threads=FLAGS.num_threads, verbose=FLAGS.verbose,
+        trust_model=FLAGS.trust_model)
     result = run_pipeline(config)
     headline = result.report["headline"]
     print()

@@ -6,10 +6,11 @@ import contextlib
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 from tflite_opt._keras import keras
 from tflite_opt.errors import ModelLoadError
+from tflite_opt.models.safety import check_model_file
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -60,23 +61,38 @@ def optimize_scope() -> Iterator[None]:
         yield
 
 
-def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: bool = False,
+               custom_objects: Mapping[str, Any] | None = None) -> keras.Model:
     """Loads a Keras model, including ones saved while wrapped for pruning/clustering/QAT.
+
+    The model's config is scanned first (``models/safety.py``): a file that would run its
+    author's code when loaded (a ``Lambda`` layer, a class or function from a module
+    outside Keras/TensorFlow/tfmot/tflite_opt) is refused unless ``trust_model=True``.
 
     Args:
         path: A ``.keras``/``.h5`` file or a Keras SavedModel folder.
         compile: Whether to restore the training config. Defaults to False.
+        trust_model: Load even if the file carries code (Lambda layers, Python lambdas,
+            other modules); only for files whose author you trust. Defaults to False.
+        custom_objects: Your custom layers/functions by name; these are allowed.
+            Defaults to None.
 
     Raises:
+        UnsafeModelError: the file would run code and ``trust_model`` is False.
         ModelLoadError: with the path and the reason, instead of TensorFlow's traceback.
 
     Example:
         >>> model = load_model("saved_models/digits_cnn.keras")
     """
     fmt = model_format(path)
+    if not trust_model:  # before Keras deserializes anything: loading may run the file's code
+        allowed = {*(custom_objects or {}), *keras.saving.get_custom_objects()}
+        check_model_file(path, fmt, allowed_names=allowed)
     try:
         with optimize_scope():  # wrapped models need tfmot's custom objects to deserialize
-            model = keras.models.load_model(os.fspath(path), compile=compile)
+            # safe_mode=False only lets a trusted .keras file load its Python lambdas.
+            model = keras.models.load_model(os.fspath(path), custom_objects=custom_objects,
+                                            compile=compile, safe_mode=not trust_model)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ""
