@@ -7,10 +7,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test benchmark example-model clean
 
+# Installed from the lock with --no-deps: mediapipe declares absl-py~=2.3 (tfmot 0.8.1 pins
+# ~=1.2), opencv-contrib-python and sounddevice, none of which its metadata writers and
+# ImageClassifier use (BUILD_NOTES.md, "TFLite metadata"). Everything else is resolved by pip.
+# NO_DEPS is a |-separated list of package names.
+NO_DEPS := mediapipe
+
 $(STAMP): setup.cfg pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "tflite_opt needs Python 3.11 (TensorFlow 2.21 wheels); set PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.lock
+	grep -v -E '^($(NO_DEPS))==' requirements.lock > $(VENV)/requirements.resolved.txt
+	$(PY) -m pip install --quiet -r $(VENV)/requirements.resolved.txt
+	$(PY) -m pip install --quiet --no-deps $$(grep -E '^($(NO_DEPS))==' requirements.lock)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
 from tflite_opt.convert import convert
+from tflite_opt.convert.metadata import has_metadata
 from tflite_opt.data.calibration import ImagePreprocessing
 from tflite_opt.errors import DataError, InvalidArgumentError, OutputExistsError
 
@@ -20,7 +22,8 @@ def int8_result(tiny_mlp, calib8):
 def test_save_writes_model_sidecar_and_labels(int8_result, tmp_path):
     path = int8_result.save(tmp_path / "out" / "m_int8.tflite", labels=["a", "b", "c"],
                             normalization=ImagePreprocessing(scale=1 / 255))
-    assert path.read_bytes() == int8_result.tflite_bytes
+    data = path.read_bytes()  # the converter's model plus TFLite metadata
+    assert has_metadata(data) and not has_metadata(int8_result.tflite_bytes)
     assert (tmp_path / "out" / "labels.txt").read_text() == "a\nb\nc\n"
     side = json.loads((tmp_path / "out" / "m_int8.json").read_text())
     assert side["model_file"] == "m_int8.tflite" and side["precision"] == "int8"
@@ -32,7 +35,8 @@ def test_save_writes_model_sidecar_and_labels(int8_result, tmp_path):
     assert side["signatures"] == {"serving_default": {"inputs": ["pixels"], "outputs": ["probs"]}}
     assert side["normalization"]["scale"] == pytest.approx(1 / 255)
     assert side["labels"] == ["a", "b", "c"] and side["labels_file"] == "labels.txt"
-    assert side["sha256"] == int8_result.sha256 and side["requires_flex_delegate"] is False
+    assert side["sha256"] == hashlib.sha256(data).hexdigest() and side["tflite_metadata"] is True
+    assert side["requires_flex_delegate"] is False
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files
 
 
@@ -54,7 +58,7 @@ def test_save_existing_file_raises_and_leaves_it(int8_result, tmp_path):
         int8_result.save(target)
     assert target.read_bytes() == b"old"
     assert not (tmp_path / "m.json").exists()  # nothing half-written
-    int8_result.save(target, overwrite=True)
+    int8_result.save(target, overwrite=True, metadata=False)
     assert target.read_bytes() == int8_result.tflite_bytes
 
 

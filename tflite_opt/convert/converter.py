@@ -18,7 +18,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from tflite_opt.convert.precision import PRECISIONS, Precision
 from tflite_opt.data.calibration import (DEFAULT_NUM_SAMPLES, ImagePreprocessing, InputSpec,
                                          iterate_samples, load_calibration_data)
 from tflite_opt.errors import ConversionError, DataError, InvalidArgumentError, ModelLoadError
+
+if TYPE_CHECKING:
+    from tflite_opt.convert.metadata import ModelInfo
 
 # Fewer samples than this gives activation ranges that depend on which images
 # happened to be picked; the TFLite docs suggest 100-500.
@@ -76,6 +79,7 @@ class ConversionResult:
     select_tf_ops: tuple[str, ...] = ()
     float_nodes: tuple[str, ...] = ()
     source: str = ""
+    target: str | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -100,12 +104,18 @@ class ConversionResult:
                 "weight_sparsity": round(self.weight_sparsity, 4),
                 "select_tf_ops": list(self.select_tf_ops),
                 "requires_flex_delegate": self.requires_flex_delegate,
-                "float_nodes": list(self.float_nodes), "source": self.source}
+                "float_nodes": list(self.float_nodes), "source": self.source,
+                "target": self.target}
 
     def save(self, path: str | os.PathLike, overwrite: bool = False,
              labels: Sequence[str] | str | os.PathLike | None = None,
-             normalization: ImagePreprocessing | Mapping[str, Any] | None = None) -> Path:
+             normalization: ImagePreprocessing | Mapping[str, Any] | None = None, *,
+             metadata: bool = True, model_info: "ModelInfo | None" = None) -> Path:
         """Writes the ``.tflite``, its sidecar ``.json`` and ``labels.txt`` atomically.
+
+        The ``.tflite`` carries TFLite metadata (name, description, version, author,
+        license, image input and normalization, output scores, labels as an attached
+        file) for MediaPipe Tasks and ML Model Binding, unless ``metadata=False``.
 
         Args:
             path: Destination ``.tflite`` file; the sidecar is the same path with ``.json``.
@@ -114,7 +124,12 @@ class ConversionResult:
             labels: Class names (a list, or a text file with one per line); written
                 to ``labels.txt`` beside the model and into the sidecar.
             normalization: The preprocessing the app must apply, e.g.
-                ``ImagePreprocessing(scale=1/255)`` or a dict; goes into the sidecar.
+                ``ImagePreprocessing(scale=1/255)`` or a dict; goes into the sidecar
+                and the metadata.
+            metadata: Embed TFLite metadata. Defaults to True.
+            model_info: Name, description, version, author and license for the
+                metadata (``tflite_opt.convert.ModelInfo``). Defaults to the file's
+                name and a description of the conversion.
 
         Returns:
             The path of the ``.tflite`` file.
@@ -126,7 +141,8 @@ class ConversionResult:
         from tflite_opt.convert.sidecar import save_with_sidecar
 
         return save_with_sidecar(self, path, overwrite=overwrite, labels=labels,
-                                 normalization=normalization)
+                                 normalization=normalization, metadata=metadata,
+                                 model_info=model_info)
 
 
 @dataclasses.dataclass
@@ -146,7 +162,8 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
             num_calibration_samples: int = DEFAULT_NUM_SAMPLES, input_type: str | None = None,
             output_type: str | None = None, allow_select_tf_ops: bool = False, *,
             preprocessing: ImagePreprocessing | None = None, sparsity: bool | str = "auto",
-            progress: bool = True, quiet: bool = True) -> ConversionResult:
+            progress: bool = True, quiet: bool = True,
+            target: str | None = None) -> ConversionResult:
     """Converts a model to TFLite at the given precision.
 
     Args:
@@ -174,6 +191,12 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
             LiteRT's XNNPACK cannot run sparse-encoded int8 weights). Defaults to ``"auto"``.
         progress: Show a calibration progress bar. Defaults to True.
         quiet: Keep the converter's log output off the terminal. Defaults to True.
+        target: A consuming runtime's profile (``tflite_opt.convert.targets``):
+            ``"mediapipe_image_classifier"`` makes a file MediaPipe Tasks'
+            ``ImageClassifier`` loads (uint8 RGB input with ``preprocessing`` applied
+            inside the graph, float32 scores; ``save()`` then needs labels).
+            ``representative_data`` stays in the model's own input space. Defaults
+            to None (plain LiteRT Interpreter file).
 
     Returns:
         A :class:`ConversionResult`.
@@ -190,13 +213,27 @@ def convert(model: Any, precision: str | Precision = "float32", representative_d
         >>> result = convert(model, "int8", representative_data=data.x_train)
         >>> result.save("out/model_int8.tflite")
     """
+    if target is not None:
+        from tflite_opt.convert.targets import prepare_target
+
+        request = prepare_target(
+            target, model, representative_data=representative_data,
+            num_calibration_samples=num_calibration_samples,
+            min_samples=min(MIN_CALIBRATION_SAMPLES, int(num_calibration_samples)),
+            preprocessing=preprocessing, input_type=input_type, output_type=output_type,
+            needs_calibration=PRECISIONS[Precision.parse(precision)].needs_calibration)
+        model, representative_data = request.model, request.representative_data
+        input_type, output_type = request.input_type, request.output_type
     prepared = _prepare(model, precision, representative_data, num_calibration_samples, input_type,
                         output_type, allow_select_tf_ops, preprocessing, sparsity, progress)
     try:
         tflite_bytes, elapsed = _run_converter(prepared, prepared.converter, quiet)
     finally:
         prepared.source.cleanup()
-    return prepared.result(tflite_bytes, elapsed)
+    result = prepared.result(tflite_bytes, elapsed)
+    if target is None:
+        return result
+    return dataclasses.replace(result, target=str(target).lower())
 
 
 @dataclasses.dataclass

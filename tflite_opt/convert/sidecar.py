@@ -10,11 +10,13 @@ half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tflite_opt.convert import tensors
+from tflite_opt.convert.metadata import has_metadata
 from tflite_opt.data.calibration import ImagePreprocessing
 from tflite_opt.errors import DataError, InvalidArgumentError, OutputExistsError
 from tflite_opt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -66,6 +68,8 @@ def build_sidecar(result: "ConversionResult", model_file: str = "model.tflite",
         "select_tf_ops": list(result.select_tf_ops),
         "requires_flex_delegate": result.requires_flex_delegate,
         "float_nodes": list(result.float_nodes),
+        "target": result.target,
+        "tflite_metadata": has_metadata(result.tflite_bytes),
         "conversion": result.to_dict(),
     }
 
@@ -78,7 +82,12 @@ def _read_labels(labels: Sequence[str] | str | os.PathLike | None) -> list[str] 
         if not path.exists() or path.is_dir():
             raise DataError(f"labels file {str(path)!r} does not exist; pass a text file with one "
                             "label per line, or a list of strings")
-        labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"labels file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                            f"{exc.reason}); save it as UTF-8, one label per line") from None
+        labels = [ln.strip() for ln in text.splitlines() if ln.strip()]
     out = [str(l) for l in labels]
     if not out:
         raise DataError("labels is empty; pass one label per model output class, or None")
@@ -87,17 +96,60 @@ def _read_labels(labels: Sequence[str] | str | os.PathLike | None) -> list[str] 
     return out
 
 
+def _check_label_count(labels: list[str] | None, result: "ConversionResult") -> None:
+    """One label per class: an app would otherwise show the wrong name for a class."""
+    outputs = tensors.io_details(result.tflite_bytes)["outputs"]
+    if labels is None or len(outputs) != 1 or not outputs[0]["shape"]:
+        return
+    num_classes = int(outputs[0]["shape"][-1])
+    if num_classes > 1 and len(labels) != num_classes:
+        raise DataError(f"labels has {len(labels)} entries but the model's output "
+                        f"{outputs[0]['name']!r} has {num_classes} classes; pass one label per "
+                        "class (one per line in the labels file)")
+
+
+def _model_info(result: "ConversionResult", path: Path, info: Any,
+                labels: Sequence[str] | None) -> Any:
+    """The caller's ``ModelInfo``, or one naming the file and describing the conversion."""
+    from tflite_opt import __version__
+    from tflite_opt.convert.metadata import ModelInfo
+
+    if info is not None:
+        if not isinstance(info, ModelInfo):
+            raise InvalidArgumentError(f"model_info must be a tflite_opt.convert.ModelInfo, got "
+                                       f"{type(info).__name__}")
+        return info
+    what = f"Image classifier ({len(labels)} classes)" if labels else "Model"
+    for_target = f" for {result.target}" if result.target else ""
+    return ModelInfo(name=path.stem, description=f"{what}{for_target}: {result.precision.value} "
+                     f"TFLite file made by tflite_opt {__version__}.")
+
+
 def save_with_sidecar(result: "ConversionResult", path: str | os.PathLike, *, overwrite: bool = False,
                       labels: Sequence[str] | str | os.PathLike | None = None,
-                      normalization: ImagePreprocessing | Mapping[str, Any] | None = None) -> Path:
+                      normalization: ImagePreprocessing | Mapping[str, Any] | None = None,
+                      metadata: bool = True, model_info: Any = None) -> Path:
     """Writes ``path`` (.tflite), ``path.json`` and ``labels.txt``; see ``ConversionResult.save``."""
     path = Path(path)
     if path.suffix.lower() != ".tflite":
         raise InvalidArgumentError(f"output path {str(path)!r} must end in .tflite")
     label_list = _read_labels(labels)
+    _check_label_count(label_list, result)
     side = sidecar_path(path)
     labels_path = path.parent / LABELS_FILE
     labels_text = "".join(l + "\n" for l in label_list) if label_list else None
+    if result.target is not None:
+        from tflite_opt.convert.targets import check_save
+
+        # The file takes raw pixels (its normalization is in the graph): the app applies none.
+        normalization = check_save(result, label_list)
+    if metadata:
+        from tflite_opt.convert.metadata import embed_metadata
+
+        result = dataclasses.replace(result, tflite_bytes=embed_metadata(
+            result.tflite_bytes, _model_info(result, path, model_info, label_list),
+            labels=label_list, normalization=normalization,
+            raw_pixel_input=result.target is not None))
     sidecar = build_sidecar(result, path.name, label_list, normalization)
     if not overwrite:
         existing = [p for p in (path, side) if p.exists()]
