@@ -24,9 +24,10 @@ from tflite_opt._keras import keras
 from tflite_opt.data.calibration import ImagePreprocessing
 from tflite_opt.data.digits import Dataset, load_digits
 from tflite_opt.errors import DataError, InvalidArgumentError
-from tflite_opt.files import staged_output_dir
+from tflite_opt.files import check_output_dir, lock_output_dir, staged_output_dir
 from tflite_opt.models.loading import load_model
 from tflite_opt.models.training import train_digits_cnn
+from tflite_opt.runtime.interpreter import MAX_NUM_THREADS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,12 @@ class PipelineConfig:
                      "num_threads"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_threads > MAX_NUM_THREADS:
+            raise InvalidArgumentError(f"num_threads must be at most {MAX_NUM_THREADS} (this "
+                                       f"machine has {os.cpu_count()} CPUs), got {self.num_threads}")
+        if not 0 <= self.seed < 2**32:  # the range numpy and TensorFlow accept as a seed
+            raise InvalidArgumentError(f"seed must be an integer from 0 to 2**32 - 1, got "
+                                       f"{self.seed}; pass --seed=0 or another non-negative integer")
         if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise InvalidArgumentError(f"output_dir {self.output_dir!r} exists and is not a folder; "
                                        "pass --output_dir=DIR naming a folder")
@@ -88,11 +95,23 @@ class PipelineResult:
         return self.report
 
 
-def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0) -> Dataset:
+def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0,
+              num_outputs: int | None = None) -> Dataset:
     """Loads ``x_train, y_train, x_test, y_test`` from an .npz, or digits sized to the model.
 
+    Args:
+        path: The .npz file; None loads scikit-learn's digits at the model's input size.
+        input_shape: The model's input shape without the batch dimension.
+        seed: Seed of the digits' train/test split.
+        num_outputs: The model's number of classes (outputs); labels must be below it.
+            None skips that check (a model built for the data).
+
     Raises:
-        DataError: the arrays are missing or do not match the model's input shape.
+        DataError: the arrays are missing, empty, hold NaN/inf, do not match the
+            model's input shape, or have labels the model has no output for.
+
+    Example:
+        >>> data = load_data("mine.npz", (32, 32, 1), num_outputs=10)
     """
     if path is None:
         if len(input_shape) != 3 or input_shape[0] != input_shape[1] or input_shape[2] != 1:
@@ -109,18 +128,45 @@ def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0) -> 
     except Exception as exc:  # noqa: BLE001 - any numpy load failure means a bad file
         raise DataError(f"data file {path!r} is not a readable .npz: {exc}") from exc
     for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if x.ndim == 0 or len(x) == 0:
+            raise DataError(f"{name} in {path!r} is empty (shape {x.shape}); it needs at least one "
+                            f"sample of shape {tuple(input_shape)}")
         if tuple(x.shape[1:]) != tuple(input_shape):
             raise DataError(f"{name} in {path!r} has samples of shape {tuple(x.shape[1:])}, the model "
                             f"expects {tuple(input_shape)}")
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise DataError(f"{name} in {path!r} has dtype {x.dtype}; save real numbers "
+                            "(float32 or integer pixels)")
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():  # caught here, not as a NaN loss after an hour of training
+            raise DataError(f"{name} in {path!r} has NaN or inf values in {int(bad.sum())} of "
+                            f"{len(x)} samples (first at index {int(np.argmax(bad))}); remove or "
+                            "impute them before optimizing")
     for name, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
+        if np.issubdtype(y.dtype, np.number) and not np.all(np.isfinite(y)):
+            raise DataError(f"{name} in {path!r} has {int(np.sum(~np.isfinite(y)))} NaN or inf "
+                            "labels; labels are integer class indices 0..num_classes-1")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.number) \
                 or np.any(y < 0) or np.any(y != np.round(y)):
             raise DataError(f"{name} in {path!r} must be {len(x)} integer class labels (shape "
                             f"({len(x)},)), got shape {y.shape} of {y.dtype}; convert one-hot "
                             "labels with y.argmax(axis=1)")
     num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if num_outputs is not None and num_classes > num_outputs:
+        name = "y_train" if y_train.max() >= num_outputs else "y_test"
+        raise DataError(f"{name} in {path!r} has label {num_classes - 1}, but the model has "
+                        f"{num_outputs} outputs (classes 0..{num_outputs - 1}); pass data whose "
+                        "labels the model can predict, or a model with one output per class")
     return Dataset(x_train.astype(np.float32), y_train.astype(np.int64), x_test.astype(np.float32),
                    y_test.astype(np.int64), num_classes=num_classes, name=Path(path).stem)
+
+
+def _num_outputs(model: keras.Model) -> int | None:
+    """The class count of a single-output classifier, or None when it is not one."""
+    shape = model.output_shape
+    if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int):
+        return shape[-1]
+    return None
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -159,6 +205,16 @@ def _test_outputs(model: keras.Model, data: Dataset) -> tuple[np.ndarray, float]
     return probs, float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
 
 
+def _outputs_are_logits(outputs: np.ndarray) -> bool:
+    """Whether model outputs are logits: probabilities are >= 0 and sum to 1 per sample.
+
+    Asked of the outputs, not the last layer's name, so any ending (a Dense with
+    softmax, a Softmax or Activation layer) counts as probabilities.
+    """
+    outputs = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    return not (np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
+
+
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -175,10 +231,46 @@ def _versions() -> dict[str, str]:
 def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     """Runs the whole job and returns where the outputs are and what was measured.
 
+    The output folder is checked for writability first and locked for the run: a
+    second run into the same folder fails at once, naming the first one's PID,
+    instead of deleting its resume checkpoints when it finishes.
+
+    Raises:
+        InvalidArgumentError: a bad setting, an output folder that cannot be written,
+            or one that another run is using.
+        DataError, ModelLoadError, RecipeError: a bad input file (before any training).
+
     Example:
         >>> result = run_pipeline(PipelineConfig(output_dir="outputs"))
         >>> result.report["headline"]["accuracy_drop_points"]
     """
+    output_dir = check_output_dir(config.output_dir, "output_dir")
+    created = not output_dir.exists()
+    with lock_output_dir(output_dir, f"{WORK_DIR}/lock"):
+        try:
+            return _run_locked(config)
+        finally:
+            _remove_unused_work_dir(output_dir, created)
+
+
+WORK_DIR = ".work"  # resume checkpoints and the lock, inside the output folder
+
+
+def _remove_unused_work_dir(output_dir: Path, created: bool) -> None:
+    """After a run that failed before training, leaves no trace but the folder it found."""
+    work_dir = output_dir / WORK_DIR
+    if work_dir.is_dir() and [p.name for p in work_dir.iterdir()] == ["lock"]:
+        (work_dir / "lock").unlink()
+        work_dir.rmdir()
+        if created:
+            try:
+                output_dir.rmdir()
+            except OSError:  # not empty: keep it
+                pass
+
+
+def _run_locked(config: PipelineConfig) -> PipelineResult:
+    """``run_pipeline``'s body, run while holding the output folder's lock."""
     from tflite_opt.convert import convert
     from tflite_opt.report import write_report
     from tflite_opt.runtime import benchmark, compare, evaluate_tflite
@@ -192,9 +284,10 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     user_model = load_model(config.model, trust_model=config.trust_model) if config.model \
         else None
     input_shape = tuple(user_model.input_shape[1:]) if user_model is not None else (32, 32, 1)
-    data = load_data(config.data, input_shape, seed=config.seed)
+    num_outputs = _num_outputs(user_model) if user_model is not None else None
+    data = load_data(config.data, input_shape, seed=config.seed, num_outputs=num_outputs)
     output_dir = Path(config.output_dir)
-    work_dir = output_dir / ".work"
+    work_dir = output_dir / WORK_DIR
     work_dir.mkdir(parents=True, exist_ok=True)
     # Checkpoints of an interrupted run are reused only for the same model, data and recipe.
     run_key = _fingerprint(recipe.to_dict(), config.seed, config.batch_size,
@@ -208,12 +301,17 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     # The float outputs are both its accuracy and the reference the .tflite files are checked against.
     reference, float_accuracy = _test_outputs(float_model, data)
     print(f"float Keras test accuracy: {100 * float_accuracy:.2f}%")
+    logits = _outputs_are_logits(reference)
+    if logits:
+        print("note: the model's outputs are logits (no final softmax: they do not sum to 1); "
+              "training with SparseCategoricalCrossentropy(from_logits=True)")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
 
     # 3. The recipe's training stages (prune -> cluster -> QAT by default).
     t = time.perf_counter()
     plan_result = OptimizationPlan(recipe).run(
         float_model, train_data=(data.x_train, data.y_train),
-        validation_data=(data.x_test, data.y_test), loss="sparse_categorical_crossentropy",
+        validation_data=(data.x_test, data.y_test), loss=loss,
         metrics=["accuracy"], optimizer="adam", batch_size=config.batch_size,
         checkpoint_dir=str(work_dir / f"plan_{run_key}"),
         verbose=config.verbose)
@@ -221,7 +319,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
     _, optimized_accuracy = _test_outputs(plan_result.model, data)
 
     calibration = data.x_train[: config.num_calibration_samples]
-    labels = [str(i) for i in range(data.num_classes)]
+    labels = [str(i) for i in range(num_outputs or data.num_classes)]  # one per model output
     # The digits' 17 grey levels were scaled to [0, 1]: an app feeding 8-bit grey pixels
     # divides by 255. For a user's .npz the preprocessing is unknown, so none is claimed.
     normalization = ImagePreprocessing(scale=1 / 255) if config.data is None else None
@@ -286,6 +384,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineResult:
             "versions": _versions(),
             "config": dataclasses.asdict(config),
         }
+        report["model"]["outputs"] = "logits" if logits else "probabilities"
+        report["model"]["loss"] = f"sparse categorical cross-entropy, from_logits={logits}"
         recipe.save(stage / "recipe.json", overwrite=True)
         write_report(report, stage)
     shutil.rmtree(work_dir, ignore_errors=True)  # the run finished: nothing left to resume

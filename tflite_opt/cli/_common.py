@@ -74,6 +74,20 @@ def _quiet_tensorflow_logs() -> None:
     tf_logger.propagate = False
 
 
+def check_output(output: str, models: Sequence[str]) -> None:
+    """Fails unless ``--output`` names a writable file that is none of ``models`` or their sidecars.
+
+    Example:
+        >>> check_output("report.json", models=["m.tflite"])  # "m.json" would be refused
+    """
+    from pathlib import Path
+
+    from tflite_opt.files import check_output_file
+
+    inputs = [p for m in models for p in (Path(m), Path(m).with_suffix(".json"))]
+    check_output_file(output, "--output", inputs=inputs)
+
+
 def reject_extra_args(argv: Sequence[str]) -> None:
     """Fails on positional arguments, which these tools do not take."""
     if len(argv) > 1:

@@ -19,6 +19,7 @@ import sys
 from absl import flags
 
 from tflite_opt.cli import _common
+from tflite_opt.runtime.interpreter import MAX_NUM_THREADS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "The .tflite file to benchmark.")
@@ -26,7 +27,8 @@ flags.DEFINE_multi_string("compare", [], "More .tflite files to run interleaved 
                           "(repeat the flag or pass several values separated by commas).")
 flags.DEFINE_bool("json", False, "Print the results as JSON instead of a table.")
 flags.DEFINE_string("output", None, "Also write the JSON results to this file.")
-flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1)
+flags.DEFINE_integer("num_threads", 1, "Interpreter threads.", lower_bound=1,
+                     upper_bound=MAX_NUM_THREADS)
 flags.DEFINE_integer("num_runs", 50, "Timed runs (rounds with --compare).", lower_bound=1)
 flags.DEFINE_integer("warmup_runs", 5, "Untimed runs after the first inference.", lower_bound=0)
 flags.DEFINE_enum("op_resolver", "auto", ["auto", "no_xnnpack", "reference"],
@@ -80,9 +82,13 @@ def main(argv) -> int:
     try:
         threads_to_try = [int(t) for t in FLAGS.threads_to_try]
     except ValueError:
-        raise InvalidArgumentError(f"--threads_to_try must be integers, got "
-                                   f"{FLAGS.threads_to_try}") from None
+        threads_to_try = []
+    if not threads_to_try or not all(1 <= t <= MAX_NUM_THREADS for t in threads_to_try):
+        raise InvalidArgumentError(f"--threads_to_try must be integers from 1 to "
+                                   f"{MAX_NUM_THREADS}, got {','.join(FLAGS.threads_to_try)!r}")
     models = _models()
+    if FLAGS.output:  # checked before any run: the models and their sidecars must survive a typo
+        _common.check_output(FLAGS.output, models=models)
     for path in models:
         data = read_tflite(path)
         if FLAGS.isolate:

@@ -87,6 +87,8 @@ def main(argv) -> int:
 
     if not FLAGS.model:
         raise InvalidArgumentError("--model is required: pass --model=FILE.tflite")
+    if FLAGS.output:  # checked before reading: the model and its sidecar must survive a typo
+        _common.check_output(FLAGS.output, models=[FLAGS.model])
     info = inspect_model(FLAGS.model)
     if FLAGS.output:
         atomic_write_json(FLAGS.output, info.to_dict())

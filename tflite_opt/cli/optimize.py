@@ -13,6 +13,7 @@ from __future__ import annotations
 from absl import flags
 
 from tflite_opt.cli import _common
+from tflite_opt.runtime.interpreter import MAX_NUM_THREADS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Keras model to optimize: a .keras/.h5 file or a SavedModel "
@@ -24,10 +25,12 @@ flags.DEFINE_string("data", None, "An .npz with x_train, y_train, x_test, y_test
 flags.DEFINE_string("output_dir", "outputs", "Folder for the .tflite files, sidecars, report and plots.")
 flags.DEFINE_integer("float_epochs", 20, "Epochs of float training when --model is not given.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every training stage.")
-flags.DEFINE_integer("seed", 0, "Seed of the data split, initialization and shuffling.")
+flags.DEFINE_integer("seed", 0, "Seed of the data split, initialization and shuffling.",
+                     lower_bound=0, upper_bound=2**32 - 1)
 flags.DEFINE_integer("num_calibration_samples", 200, "Training samples used for int8 calibration.")
 flags.DEFINE_integer("benchmark_runs", 100, "Timed inferences per .tflite variant.")
-flags.DEFINE_integer("num_threads", 1, "Interpreter threads for accuracy and latency.")
+flags.DEFINE_integer("num_threads", 1, "Interpreter threads for accuracy and latency.",
+                     lower_bound=1, upper_bound=MAX_NUM_THREADS)
 flags.DEFINE_bool("trust_model", False, "Load --model even if it would run code from the file "
                   "(Lambda layers, modules outside Keras/TensorFlow); only for files you trust.")
 flags.DEFINE_integer("verbose", 2, "Keras progress: 0 silent, 1 progress bars, 2 a line per epoch.")
@@ -35,6 +38,9 @@ flags.DEFINE_integer("verbose", 2, "Keras progress: 0 silent, 1 progress bars, 2
 
 def main(argv) -> None:
     _common.reject_extra_args(argv)
+    from tflite_opt.files import check_output_dir
+
+    check_output_dir(FLAGS.output_dir, "--output_dir")  # now, not after the training
     from tflite_opt.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(

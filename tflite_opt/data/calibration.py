@@ -77,6 +77,9 @@ class ImagePreprocessing:
     def __post_init__(self) -> None:
         if not np.isfinite(self.scale) or self.scale <= 0:
             raise InvalidArgumentError(f"ImagePreprocessing.scale must be > 0, got {self.scale}")
+        means = np.atleast_1d(np.asarray(self.mean, dtype=np.float64))
+        if not np.all(np.isfinite(means)):
+            raise InvalidArgumentError(f"ImagePreprocessing.mean must be finite, got {self.mean}")
         stds = np.atleast_1d(np.asarray(self.std, dtype=np.float64))
         if np.any(stds <= 0) or not np.all(np.isfinite(stds)):
             raise InvalidArgumentError(f"ImagePreprocessing.std must be > 0, got {self.std}")
@@ -149,7 +152,7 @@ def load_calibration_data(source: Any, input_specs: Sequence[InputSpec], *,
         raise InvalidArgumentError(f"num_calibration_samples must be a positive integer, got {num_samples!r}")
     if min_samples < 1:
         raise InvalidArgumentError(f"min_samples must be >= 1, got {min_samples}")
-    source = _open_path(source, input_specs, preprocessing, argument)
+    source = _open_path(source, input_specs, preprocessing, argument, num_samples)
     if isinstance(source, np.ndarray) or _is_array_list(source):
         arrays = [np.asarray(a) for a in (source if isinstance(source, (list, tuple)) else [source])]
         arrays = _subsample(arrays, num_samples, input_specs, argument)
@@ -205,7 +208,7 @@ def _is_array_list(source: Any) -> bool:
 
 
 def _open_path(source: Any, specs: Sequence[InputSpec], preprocessing: ImagePreprocessing | None,
-               argument: str) -> Any:
+               argument: str, num_samples: int | None = None) -> Any:
     if not isinstance(source, (str, os.PathLike)):
         return source
     path = Path(source)
@@ -213,7 +216,8 @@ def _open_path(source: Any, specs: Sequence[InputSpec], preprocessing: ImagePrep
         raise DataError(f"{argument} path {str(path)!r} does not exist; pass an .npy/.npz file or "
                         "a folder of images")
     if path.is_dir():
-        return _read_image_folder(path, specs, preprocessing or ImagePreprocessing(), argument)
+        return _read_image_folder(path, specs, preprocessing or ImagePreprocessing(), argument,
+                                  num_samples)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -237,7 +241,7 @@ def _open_path(source: Any, specs: Sequence[InputSpec], preprocessing: ImagePrep
 
 
 def _read_image_folder(folder: Path, specs: Sequence[InputSpec], pre: ImagePreprocessing,
-                       argument: str) -> np.ndarray:
+                       argument: str, num_samples: int | None = None) -> np.ndarray:
     if len(specs) != 1:
         raise DataError(f"{argument}: an image folder feeds one input, but the model has "
                         f"{len(specs)} inputs; pass a list of arrays instead")
@@ -254,6 +258,10 @@ def _read_image_folder(folder: Path, specs: Sequence[InputSpec], pre: ImagePrepr
     if not files:
         raise DataError(f"{argument} folder {str(folder)!r} has no images (looked for "
                         f"{', '.join(IMAGE_SUFFIXES)}, recursively)")
+    # Pick the file names first and decode only those: a folder of 50,000 photos for
+    # 100 calibration samples must not be decoded whole.
+    if num_samples is not None and len(files) > num_samples:
+        files = [files[i] for i in _evenly_spaced(len(files), num_samples)]
     return _load_images(files, (int(size[0]), int(size[1])), c, pre, argument)
 
 
@@ -329,10 +337,14 @@ def _subsample(arrays: list[np.ndarray], n: int | None, specs: Sequence[InputSpe
         raise DataError(f"{argument} arrays have different sample counts {[len(a) for a in arrays]}")
     if n is None or total <= n:
         return arrays
-    # Evenly spaced, not the first n: datasets sorted by class would otherwise
-    # calibrate on a few classes only.
-    idx = np.linspace(0, total - 1, n).round().astype(np.int64)
+    idx = _evenly_spaced(total, n)
     return [a[idx] for a in arrays]
+
+
+def _evenly_spaced(total: int, n: int) -> np.ndarray:
+    """``n`` indices spread over ``range(total)``, not the first ``n``: data sorted by
+    class (an image folder per class) would otherwise calibrate on a few classes only."""
+    return np.linspace(0, total - 1, n).round().astype(np.int64)
 
 
 def _read_stream(source: Any, specs: Sequence[InputSpec], n: int | None,

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import time
 import warnings
 from typing import Any, Callable, Sequence
 
 from tflite_opt.errors import InvalidArgumentError, InvalidTFLiteError
+
+# More threads than this is a typo, not a setting: LiteRT aborts the process when asked
+# for ~100000 threads, and a crash would be reported as a corrupt model.
+MAX_NUM_THREADS = max(256, 4 * (os.cpu_count() or 1))
 
 # op resolver name -> OpResolverType member name (same in LiteRT and tf.lite).
 OP_RESOLVERS: dict[str, str] = {
@@ -62,7 +67,8 @@ class InterpreterOptions:
     """How to build the interpreter.
 
     Args:
-        num_threads: CPU threads for the kernels and XNNPACK (>= 1). Defaults to 1.
+        num_threads: CPU threads for the kernels and XNNPACK (1 to
+            ``MAX_NUM_THREADS``). Defaults to 1.
         op_resolver: One of ``OP_RESOLVERS``. Defaults to ``"auto"`` (XNNPACK on).
         backend: ``"auto"`` (LiteRT, else TensorFlow) or a name in ``BACKENDS``.
             Defaults to ``"auto"``.
@@ -79,9 +85,9 @@ class InterpreterOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) \
-                or self.num_threads < 1:
-            raise InvalidArgumentError(f"num_threads must be an integer >= 1, got "
-                                       f"{self.num_threads!r}")
+                or not 1 <= self.num_threads <= MAX_NUM_THREADS:
+            raise InvalidArgumentError(f"num_threads must be an integer from 1 to "
+                                       f"{MAX_NUM_THREADS}, got {self.num_threads!r}")
         if self.op_resolver not in OP_RESOLVERS:
             raise InvalidArgumentError(f"op_resolver {self.op_resolver!r} is not one of "
                                        f"{sorted(OP_RESOLVERS)}")
