@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # data
     **dict.fromkeys(("Dataset", "load_digits"), "tflite_opt.data.digits"),
+    "load_digits_eval": "tflite_opt.data.digits_eval",
     **dict.fromkeys(("ImagePreprocessing", "InputSpec", "load_calibration_data",
                      "load_evaluation_data"), "tflite_opt.data.calibration"),
     # models
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
                      "BenchmarkResult", "compare", "CompareResult", "find_fastest_config",
                      "inspect_model", "Inspection", "profile_ops", "benchmark_compiled_model",
                      "InterpreterOptions", "DelegateSpec"), "tflite_opt.runtime"),
+    **dict.fromkeys(("HostCPU", "host_cpu"), "tflite_opt.runtime.host_cpu"),
     # the main job
     **dict.fromkeys(("PipelineConfig", "PipelineResult", "run_pipeline"), "tflite_opt.pipeline"),
     # errors

@@ -272,8 +272,8 @@ def _remove_unused_work_dir(output_dir: Path, created: bool) -> None:
 def _run_locked(config: PipelineConfig) -> PipelineResult:
     """``run_pipeline``'s body, run while holding the output folder's lock."""
     from tflite_opt.convert import convert
-    from tflite_opt.report import write_report
-    from tflite_opt.runtime import benchmark, compare, evaluate_tflite
+    from tflite_opt.report import latency_guidance, write_report
+    from tflite_opt.runtime import benchmark, compare, evaluate_tflite, host_cpu
     from tflite_opt.train import OptimizationPlan, Recipe
 
     timings: dict[str, float] = {}
@@ -357,6 +357,14 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
                               num_runs=config.benchmark_runs, num_threads=config.num_threads)
         timings["evaluation_and_benchmark"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - start
+        # A host ratio says little about a phone: name the CPU, and say why and what to do
+        # when the integer file loses to float here.
+        cpu = host_cpu()
+        latency_ratio = interleaved.ratio(optimized["file"], float_variant["file"])
+        latency_within_noise = not interleaved.distinguishable[optimized["file"]][float_variant["file"]]
+        guidance = latency_guidance(latency_ratio, latency_within_noise, cpu,
+                                    str(output_dir / optimized["file"]), recipe.precision,
+                                    num_threads=config.num_threads)
         report = {
             "model": {"source": config.model or "digits_cnn (trained here)",
                       "input_shape": list(input_shape), "params": int(float_model.count_params())},
@@ -370,10 +378,13 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
                 "accuracy_drop_points": 100 * (float_accuracy - optimized["accuracy"]),
                 "gzip_ratio_vs_float": optimized["gzip_bytes"] / float_variant["gzip_bytes"],
                 "size_ratio_vs_float": optimized["size_bytes"] / float_variant["size_bytes"],
-                "latency_ratio_vs_float": interleaved.ratio(optimized["file"], float_variant["file"]),
-                "latency_ratio_within_noise": not interleaved.distinguishable[
-                    optimized["file"]][float_variant["file"]],
+                "latency_ratio_vs_float": latency_ratio,
+                "latency_ratio_within_noise": latency_within_noise,
+                "int8_vs_float_latency_ratio": latency_ratio if recipe.precision == "int8" else None,
+                "host_int8_dot_product": cpu.int8_dot_product,
             },
+            "host_cpu": cpu.to_dict(),
+            "latency_guidance": guidance.to_dict(),
             "variants": variants,
             "stages": [s.to_dict() for s in plan_result.stages],
             "weight_stats": plan_result.layer_stats,

@@ -137,13 +137,21 @@ def strip(model: keras.Model) -> keras.Model:
     """Returns a plain copy of ``model`` without pruning and clustering wrappers.
 
     Pruned kernels come out with their masks applied; clustered kernels with their shared
-    centroid values. QAT wrappers are left in place (a QAT model goes to the converter as is).
+    centroid values. A QAT model (from :func:`quantize_aware`, which strips its input) has
+    nothing to strip and is returned as it is, not copied: a (P)CQAT/PQAT weight quantizer
+    builds its variables and sparsity mask from the kernel values it wraps, so a clone (fresh
+    kernels) would not match the trained model. It goes to the converter as it is.
 
     Example:
         >>> plain = strip(pruned)
         >>> weight_stats(plain)["dense1"]["sparsity"]
         0.75
     """
+    from tflite_opt.train.cluster import is_clustered
+    from tflite_opt.train.qat import is_quantize_aware
+
+    if is_quantize_aware(model) and not (is_pruned(model) or is_clustered(model)):
+        return model
     t = tfmot()
     work = deep_copy(model)
     _apply_masks(work)

@@ -8,17 +8,77 @@ Schemes (a registry, so tests loop over them):
 - ``pcqat``: both (the collaborative-optimization path: prune -> cluster -> PCQAT).
 
 The QAT model is what goes to the TFLite converter; there is nothing to strip.
+
+Under ``cqat``/``pcqat`` the kernel variable of each clustered layer gets no gradient (tfmot
+trains a copy of it and writes the clustered result back), and tf_keras then warns "Gradients
+do not exist for variables [...]" at every trace of the train step (every step under
+``run_eagerly``). Nothing in the user's script can change that, so :func:`quantize_aware`
+registers those kernels with one filter on the ``tensorflow`` logger, which drops the warning
+only when every variable it lists is such a kernel of a live QAT model; any other variable
+without a gradient (a real problem) is still reported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import weakref
 from typing import Any, Callable, Iterator
 
 from tflite_opt._keras import keras, tf
 from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
 from tflite_opt.train.layers import check_graph_model, deep_copy, tfmot
+
+
+class _ClusteredKernelsWithoutGradient(logging.Filter):
+    """Drops tf_keras's "Gradients do not exist" warning when it lists only (P)CQAT kernels.
+
+    tfmot's cluster-preserving quantizer trains ``ori_weights_vars_tf`` and the centroids and
+    assigns their clustered product to the kernel in the forward pass, so the kernel variable
+    never has a gradient. Models are held weakly: the filter forgets a model when it is freed.
+    """
+
+    PREFIX = "Gradients do not exist for variables"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kernels: "weakref.WeakKeyDictionary[keras.Model, frozenset[str]]" = (
+            weakref.WeakKeyDictionary())
+
+    def register(self, model: keras.Model) -> None:
+        """Records the kernels of ``model`` that (P)CQAT overwrites (nothing if none)."""
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+            cluster_preserve_quantize_registry as cpr,
+        )
+
+        names = frozenset(
+            weight.name for layer in model.layers
+            for weight, _quantizer, variables in getattr(layer, "_weight_vars", ())
+            if cpr.CLUSTER_CENTROIDS in variables)
+        if names:
+            self._kernels[model] = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIX)):
+            return True
+        listed = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if not isinstance(listed, (list, tuple)) or not listed:
+            return True
+        expected = frozenset().union(*self._kernels.values())
+        return not set(listed) <= expected
+
+
+_NO_GRADIENT_FILTER = _ClusteredKernelsWithoutGradient()
+
+
+def _quiet_clustered_kernel_gradients(model: keras.Model) -> keras.Model:
+    """Registers ``model``'s (P)CQAT kernels with the filter (installed once on first use)."""
+    logger = logging.getLogger("tensorflow")  # the logger tf_keras's optimizers warn through
+    if _NO_GRADIENT_FILTER not in logger.filters:
+        logger.addFilter(_NO_GRADIENT_FILTER)
+    _NO_GRADIENT_FILTER.register(model)
+    return model
 
 
 def _default_scheme(per_channel: bool = False) -> Any:
@@ -224,7 +284,10 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
 
     Pruning and clustering wrappers are stripped first. Layers the 8-bit registry does not know
     but that have no weights (e.g. ``Rescaling``) are left unannotated; the int8 converter
-    still quantizes them from calibration data.
+    still quantizes them from calibration data. Train the result with your own ``compile`` and
+    ``fit``, then pass it to ``export`` as it is. Under ``cqat``/``pcqat``, tf_keras's warning
+    that the clustered kernels have no gradient (expected: tfmot writes them) is filtered for
+    this model only (see the module docstring).
 
     Args:
         model: A built Sequential or Functional tf_keras model.
@@ -237,6 +300,8 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
     Raises:
         UnsupportedLayerError: a layer with weights is not supported by 8-bit QAT and not
             skipped; the message names it and the fix.
+        InvalidArgumentError: unknown scheme, a ``skip`` name not in the model, or a model
+            that is already quantization-aware.
 
     Example:
         >>> qat_model = quantize_aware(strip(clustered), scheme="pcqat")
@@ -247,6 +312,12 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
     from tflite_opt.train.prune import is_pruned, strip
 
     check_graph_model(model, "quantize_aware")
+    if is_quantize_aware(model):
+        wrapped = next(l for l in model.layers if _is_quantize_wrapper(l))
+        raise InvalidArgumentError(
+            f"model {model.name!r} is already quantization-aware (layer {wrapped.name!r} is a "
+            f"{type(wrapped).__name__}); pass the model from before quantize_aware, or train and "
+            "export this one as it is")
     scheme = resolve_scheme(scheme, is_pruned(model), is_clustered(model))
     if scheme not in QAT_SCHEMES:
         raise InvalidArgumentError(f"scheme is {scheme!r}; accepted: auto, {', '.join(QAT_SCHEMES)}")
@@ -296,7 +367,7 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
         with q.quantize_scope():
             tfmot_scheme = QAT_SCHEMES[scheme](per_channel_clusters)
             with _concat_inputs_use(tfmot_scheme):
-                return q.quantize_apply(annotated, tfmot_scheme)
+                return _quiet_clustered_kernel_gradients(q.quantize_apply(annotated, tfmot_scheme))
     except RuntimeError as exc:
         match = re.search(r"Layer (\S+):<class '([^']+)'> is not supported", str(exc))
         if not match:
@@ -311,6 +382,10 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
 
 def is_quantize_aware(model: keras.Model) -> bool:
     """Whether any layer of ``model`` is wrapped for QAT."""
+    return any(_is_quantize_wrapper(l) for l in model.layers)
+
+
+def _is_quantize_wrapper(layer: keras.layers.Layer) -> bool:
     from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
 
-    return any(isinstance(l, quantize_wrapper.QuantizeWrapper) for l in model.layers)
+    return isinstance(layer, quantize_wrapper.QuantizeWrapper)
