@@ -47,6 +47,21 @@ def test_run_pipeline_user_model_writes_every_output(pipeline_run):
     assert (pipeline_run.output_dir / "variants.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_run_pipeline_report_names_host_cpu_and_int8_latency_ratio(pipeline_run):
+    from tflite_opt.runtime.host_cpu import host_cpu
+
+    report = json.loads((pipeline_run.output_dir / "report.json").read_text())
+    headline, cpu = report["headline"], host_cpu()
+    assert headline["host_int8_dot_product"] is cpu.int8_dot_product
+    assert headline["int8_vs_float_latency_ratio"] == headline["latency_ratio_vs_float"] > 0
+    guidance = report["latency_guidance"]
+    slower = headline["latency_ratio_vs_float"] > 1 and not headline["latency_ratio_within_noise"]
+    assert guidance["slower"] is slower and bool(guidance["advice"]) is slower
+    markdown = (pipeline_run.output_dir / "report.md").read_text()
+    assert cpu.describe() in markdown
+    assert ("### Slower than float32 on this host" in markdown) is slower
+
+
 def test_run_pipeline_int8_file_has_int8_io_and_weights(pipeline_run):
     from ai_edge_litert.interpreter import Interpreter
 

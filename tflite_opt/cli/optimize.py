@@ -56,7 +56,10 @@ def main(argv) -> None:
     print(f"optimized .tflite accuracy {100 * headline['optimized_tflite_accuracy']:.2f}% "
           f"(drop {headline['accuracy_drop_points']:+.2f} points)")
     print(f"gzip size vs float32      {headline['gzip_ratio_vs_float']:.3f}x")
-    print(f"median latency vs float32 {headline['latency_ratio_vs_float']:.2f}x")
+    guidance = result.report["latency_guidance"]
+    print(guidance["summary"])
+    for line in guidance["advice"]:
+        print(f"  {line}")
     print(f"outputs written to {result.output_dir.resolve()}:")
     for path in sorted(result.output_dir.iterdir()):
         if not path.name.startswith("."):

@@ -39,7 +39,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{' (within run-to-run noise)' if headline['latency_ratio_within_noise'] else ''}, "
         "measured interleaved "
         f"({report['runtime']['interpreter']}, op resolver {report['runtime']['op_resolver']}, "
-        f"{report['runtime']['num_threads']} thread(s))",
+        f"{report['runtime']['num_threads']} thread(s)){_on_cpu(report)}",
+        *_latency_advice(report),
         "", "## Variants", "",
         "| variant | file | size | gzip | accuracy | agreement with float Keras | max abs diff | "
         "latency median | p90 | min | max |",
@@ -75,6 +76,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"![{plot}]({plot})"]
     lines += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}."]
     return "\n".join(lines) + "\n"
+
+
+def _on_cpu(report: Mapping[str, Any]) -> str:
+    cpu = report.get("host_cpu")
+    return f" on {cpu['description']}" if cpu else ""
+
+
+def _latency_advice(report: Mapping[str, Any]) -> list[str]:
+    """When the optimized file is slower than float here: that, why, and what to do."""
+    guidance = report.get("latency_guidance") or {}
+    if not guidance.get("slower"):
+        return []
+    lines = ["", "### Slower than float32 on this host", "", guidance["summary"] + ".", ""]
+    for line in guidance["advice"]:
+        # The adb command goes in a code block so it can be copied as it is.
+        lines += ["```bash", line.strip(), "```"] if line.startswith("  ") else [line]
+    return lines
 
 
 def _json(obj: Any) -> str:

@@ -16,6 +16,7 @@ from tflite_opt.runtime.compare import (CompareResult, FastestConfig, compare,
 from tflite_opt.runtime.compiled import AcceleratorResult, benchmark_compiled_model
 from tflite_opt.runtime.delegates import DELEGATES, DelegateResult, DelegateSpec
 from tflite_opt.runtime.gpu_compat import GpuCompatibility
+from tflite_opt.runtime.host_cpu import HostCPU, host_cpu, parse_cpuinfo
 from tflite_opt.runtime.inspection import Inspection, inspect_model
 from tflite_opt.runtime.interpreter import (BACKENDS, OP_RESOLVERS, InterpreterOptions,
                                             make_interpreter)
@@ -26,11 +27,11 @@ from tflite_opt.runtime.stats import LatencyStats, latency_stats, nearest_rank_p
 
 __all__ = [
     "AcceleratorResult", "AccuracyResult", "BACKENDS", "BenchmarkResult", "CompareResult",
-    "DELEGATES", "DelegateResult", "DelegateSpec", "FastestConfig", "GpuCompatibility",
+    "DELEGATES", "DelegateResult", "DelegateSpec", "FastestConfig", "GpuCompatibility", "HostCPU",
     "Inspection", "InterpreterOptions", "LatencyStats", "OP_RESOLVERS", "OpProfile",
     "android_benchmark_commands", "benchmark", "benchmark_compiled_model", "compare",
-    "dequantize_output", "evaluate_tflite", "find_fastest_config", "gzip_size",
+    "dequantize_output", "evaluate_tflite", "find_fastest_config", "gzip_size", "host_cpu",
     "inspect_model", "latency_stats", "load_image_folder", "make_interpreter",
-    "nearest_rank_percentile", "profile_ops", "quantize_input", "read_tflite",
+    "nearest_rank_percentile", "parse_cpuinfo", "profile_ops", "quantize_input", "read_tflite",
     "verify_tflite",
 ]
