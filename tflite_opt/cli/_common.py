@@ -10,11 +10,17 @@ from absl import app, flags
 from tflite_opt.errors import TfliteOptError
 
 EXIT_BAD_INPUT = 2
+# An error line is for a person to read; a message that quotes a hostile input (a
+# recipe alias bomb, a huge config) must not become a 254 MB line.
+MAX_ERROR_CHARS = 2000
 
 
 def fail(message: str) -> None:
-    """Prints ``error: message`` on one line of stderr and exits with code 2."""
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    """Prints ``error: message`` on one line of stderr (at most ~2000 characters), exits 2."""
+    text = " ".join(str(message)[:4 * MAX_ERROR_CHARS].split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + f"... (message cut at {MAX_ERROR_CHARS} characters)"
+    print(f"error: {text}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
 
 

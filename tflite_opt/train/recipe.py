@@ -28,6 +28,20 @@ PRECISIONS = ("int8", "float32", "float16", "dynamic", "int16x8")
 SCHEDULES = ("polynomial", "constant")
 CENTROID_INITS = ("kmeans++", "linear", "density", "random")
 QAT_SCHEMES = ("auto", "default", "cqat", "pqat", "pcqat")
+# Sane bounds, so a typo cannot ask TensorFlow for a 52 GB tensor or train for a year:
+# clustering exists to leave few distinct values (an int8 weight has only 256 anyway).
+MAX_EPOCHS = 1000
+MAX_CLUSTERS = 256
+MAX_RECIPE_BYTES = 1 * 2**20  # a recipe is a few lines; refuse anything bigger unread
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to a short prefix: a hostile recipe must not echo megabytes."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _where(source: str | None) -> str:
@@ -41,14 +55,18 @@ def _check_range(source: str | None, key: str, value: Any, low: float, high: flo
         (value < high if high_open else value <= high)
     if not ok:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise RecipeError(f"recipe key {key!r}{_where(source)} is {value!r}; accepted: a number in "
+        raise RecipeError(f"recipe key {key!r}{_where(source)} is {_short(value)}; accepted: a number in "
                           f"{interval}; fix the value in the recipe")
 
 
+def _check_int(source: str | None, key: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RecipeError(f"recipe key {key!r}{_where(source)} is {_short(value)}; accepted: an "
+                          f"integer from {low} to {high}")
+
+
 def _check_epochs(source: str | None, prefix: str, epochs: Any) -> None:
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise RecipeError(f"recipe key '{prefix}.epochs'{_where(source)} is {epochs!r}; accepted: an "
-                          "integer >= 1")
+    _check_int(source, f"{prefix}.epochs", epochs, 1, MAX_EPOCHS)
 
 
 def _check_lr(source: str | None, prefix: str, lr: Any) -> None:
@@ -57,8 +75,8 @@ def _check_lr(source: str | None, prefix: str, lr: Any) -> None:
 
 
 def _check_choice(source: str | None, key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise RecipeError(f"recipe key {key!r}{_where(source)} is {value!r}; accepted: "
+    if not isinstance(value, str) or value not in choices:
+        raise RecipeError(f"recipe key {key!r}{_where(source)} is {_short(value)}; accepted: "
                           f"{', '.join(choices)}")
 
 
@@ -101,16 +119,16 @@ class PruneStage:
         _check_choice(source, f"{prefix}.schedule", self.schedule, SCHEDULES)
         _check_range(source, f"{prefix}.end_fraction", self.end_fraction, 0.0, 1.0,
                      high_open=False, low_open=True)
-        if self.frequency is not None and (not isinstance(self.frequency, int) or self.frequency < 1):
-            raise RecipeError(f"recipe key '{prefix}.frequency'{_where(source)} is "
-                              f"{self.frequency!r}; accepted: an integer >= 1 or null")
+        if self.frequency is not None:
+            _check_int(source, f"{prefix}.frequency", self.frequency, 1, 10**9)
         _check_range(source, f"{prefix}.power", self.power, 0.0, 100.0, low_open=True)
         if self.m_by_n is not None:
             m_n = tuple(self.m_by_n)
-            if len(m_n) != 2 or not all(isinstance(v, int) for v in m_n) or not 0 < m_n[0] < m_n[1]:
+            if len(m_n) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                        for v in m_n) or not 0 < m_n[0] < m_n[1] <= 64:
                 raise RecipeError(f"recipe key '{prefix}.m_by_n'{_where(source)} is "
-                                  f"{self.m_by_n!r}; accepted: [m, n] integers with 0 < m < n, "
-                                  "e.g. [2, 4]")
+                                  f"{_short(self.m_by_n)}; accepted: [m, n] integers with "
+                                  "0 < m < n <= 64, e.g. [2, 4]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,15 +157,13 @@ class ClusterStage:
     def validate(self, source: str | None = None, prefix: str = "cluster") -> None:
         _check_epochs(source, prefix, self.epochs)
         _check_lr(source, prefix, self.learning_rate)
-        if not isinstance(self.number_of_clusters, int) or isinstance(self.number_of_clusters, bool) \
-                or self.number_of_clusters < 2:
-            raise RecipeError(f"recipe key '{prefix}.number_of_clusters'{_where(source)} is "
-                              f"{self.number_of_clusters!r}; accepted: an integer >= 2")
+        _check_int(source, f"{prefix}.number_of_clusters", self.number_of_clusters, 2,
+                   MAX_CLUSTERS)
         _check_choice(source, f"{prefix}.init", self.init, CENTROID_INITS)
         for key in ("preserve_sparsity", "per_channel"):
             if not isinstance(getattr(self, key), bool):
                 raise RecipeError(f"recipe key '{prefix}.{key}'{_where(source)} is "
-                                  f"{getattr(self, key)!r}; accepted: true or false")
+                                  f"{_short(getattr(self, key))}; accepted: true or false")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +217,8 @@ class LayerPolicy:
     clusters: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Types first: tuple("dense1") would silently become ('d', 'e', 'n', 's', 'e', '1').
+        _check_policy_types(self.skip, self.only, self.sparsity, self.clusters, None)
         object.__setattr__(self, "skip", tuple(self.skip))
         if self.only is not None:
             object.__setattr__(self, "only", tuple(self.only))
@@ -208,22 +226,40 @@ class LayerPolicy:
         object.__setattr__(self, "clusters", dict(self.clusters))
 
     def validate(self, source: str | None = None) -> None:
+        _check_policy_types(self.skip, self.only, self.sparsity, self.clusters, source)
         for key in ("skip_first_conv", "skip_classifier"):
             if not isinstance(getattr(self, key), bool):
                 raise RecipeError(f"recipe key 'policy.{key}'{_where(source)} is "
-                                  f"{getattr(self, key)!r}; accepted: true or false")
+                                  f"{_short(getattr(self, key))}; accepted: true or false")
         for name, value in self.sparsity.items():
             _check_range(source, f"policy.sparsity.{name}", value, 0.0, 1.0)
         for name, value in self.clusters.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-                raise RecipeError(f"recipe key 'policy.clusters.{name}'{_where(source)} is "
-                                  f"{value!r}; accepted: an integer >= 2")
+            _check_int(source, f"policy.clusters.{name}", value, 2, MAX_CLUSTERS)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["skip"] = list(self.skip)
         out["only"] = None if self.only is None else list(self.only)
         return out
+
+
+def _check_policy_types(skip: Any, only: Any, sparsity: Any, clusters: Any,
+                        source: str | None) -> None:
+    """Raises RecipeError unless the policy's layer lists and per-layer maps have their types."""
+    for key, names in (("skip", skip), ("only", only)):
+        if names is None and key == "only":
+            continue
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)) or \
+                not all(isinstance(n, str) for n in names):
+            example = f"[{names}]" if isinstance(names, str) else "[dense1, conv2]"
+            raise RecipeError(f"recipe key 'policy.{key}'{_where(source)} is {_short(names)}; "
+                              f"accepted: a list of layer names, e.g. {_short(example, 40)[1:-1]}"
+                              f"{'' if key == 'skip' else ' or null'}")
+    for key, mapping in (("sparsity", sparsity), ("clusters", clusters)):
+        if not isinstance(mapping, Mapping) or not all(isinstance(k, str) for k in mapping):
+            raise RecipeError(f"recipe key 'policy.{key}'{_where(source)} is {_short(mapping)}; "
+                              "accepted: a mapping of layer name to value, e.g. {dense1: "
+                              f"{'0.9' if key == 'sparsity' else '8'}}}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,12 +335,14 @@ class Recipe:
                               "[{type: prune, ...}, {type: cluster, ...}, {type: qat, ...}]")
         raw_stages = data["stages"]
         if not isinstance(raw_stages, (list, tuple)):
-            raise RecipeError(f"recipe key 'stages'{_where(source)} is {raw_stages!r}; accepted: a list")
+            raise RecipeError(f"recipe key 'stages'{_where(source)} is {_short(raw_stages)}; "
+                              "accepted: a list")
         stages = []
         for i, raw in enumerate(raw_stages):
-            if not isinstance(raw, Mapping) or raw.get("type") not in STAGE_TYPES:
+            if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str) or \
+                    raw["type"] not in STAGE_TYPES:
                 got = raw.get("type") if isinstance(raw, Mapping) else raw
-                raise RecipeError(f"recipe key 'stages[{i}].type'{_where(source)} is {got!r}; "
+                raise RecipeError(f"recipe key 'stages[{i}].type'{_where(source)} is {_short(got)}; "
                                   f"accepted: {', '.join(STAGE_TYPES)}")
             stage_cls = STAGE_TYPES[raw["type"]]
             fields = {f.name for f in dataclasses.fields(stage_cls)}
@@ -315,10 +353,12 @@ class Recipe:
             stages.append(stage_cls(**kwargs))
         raw_policy = data.get("policy") or {}
         if not isinstance(raw_policy, Mapping):
-            raise RecipeError(f"recipe key 'policy'{_where(source)} is {raw_policy!r}; accepted: a "
-                              "mapping")
+            raise RecipeError(f"recipe key 'policy'{_where(source)} is {_short(raw_policy)}; "
+                              "accepted: a mapping")
         _reject_unknown(raw_policy, {f.name for f in dataclasses.fields(LayerPolicy)}, "policy.",
                         source)
+        _check_policy_types(raw_policy.get("skip", ()), raw_policy.get("only"),
+                            raw_policy.get("sparsity", {}), raw_policy.get("clusters", {}), source)
         policy = LayerPolicy(**raw_policy)
         try:
             recipe = cls.__new__(cls)
@@ -327,7 +367,8 @@ class Recipe:
             object.__setattr__(recipe, "precision", data.get("precision", "int8"))
             recipe.validate(source)
         except TypeError as exc:  # e.g. a list where a number is expected
-            raise RecipeError(f"recipe{_where(source)} has a value of the wrong type: {exc}") from exc
+            raise RecipeError(f"recipe{_where(source)} has a value of the wrong type: "
+                              f"{str(exc)[:200]}") from exc
         return recipe
 
     @classmethod
@@ -346,25 +387,28 @@ class Recipe:
         if not path.is_file():
             raise RecipeError(f"recipe file {source!r} does not exist; pass --recipe=PATH to a "
                               ".json or .yaml recipe (see recipes/)")
-        text = path.read_text(encoding="utf-8")
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".yaml", ".yml"):
+            raise RecipeError(f"recipe file {source!r} has suffix {_short(path.suffix, 20)}; "
+                              "accepted: .json, .yaml, .yml")
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe file {source!r} is {size} bytes, over the "
+                              f"{MAX_RECIPE_BYTES}-byte limit of a recipe; pass a recipe file "
+                              "(see recipes/)")
         try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            elif path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                raise RecipeError(f"recipe file {source!r} has suffix {path.suffix!r}; accepted: "
-                                  ".json, .yaml, .yml")
-        except (ValueError, ImportError) as exc:
-            if isinstance(exc, RecipeError):
-                raise
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"recipe file {source!r} is not UTF-8 text (byte {exc.start} is "
+                              f"0x{exc.object[exc.start]:02x}); save it as UTF-8") from None
+        try:
+            data = json.loads(text) if suffix == ".json" else _load_yaml(text, source)
+        except RecipeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - yaml.YAMLError is no ValueError; RecursionError
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise RecipeError(f"recipe file {source!r} could not be parsed: "
-                              f"{str(exc).splitlines()[0]}") from exc
-        except Exception as exc:  # yaml.YAMLError does not derive from ValueError
-            raise RecipeError(f"recipe file {source!r} could not be parsed: "
-                              f"{str(exc).splitlines()[0]}") from exc
+                              f"{first[:200]}") from None
         return cls.from_dict(data, source=source)
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -374,10 +418,34 @@ class Recipe:
         return atomic_write_json(path, self.to_dict(), overwrite=overwrite)
 
 
+def _load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` without aliases: nested ``*refs`` ("billion laughs") expand
+    exponentially, so a 450-byte file could build gigabytes. A recipe never needs them."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise RecipeError(f"recipe file {source!r} uses a YAML alias (*name) at line "
+                                  f"{mark.line + 1}; aliases are not accepted in recipes (they "
+                                  "can expand exponentially): write the values out")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _reject_unknown(data: Mapping[str, Any], allowed: set[str], prefix: str,
                     source: str | None) -> None:
+    not_text = [k for k in data if not isinstance(k, str)]
+    if not_text:
+        raise RecipeError(f"recipe key {_short(not_text[0], 30)}"
+                          f"{' under ' + prefix.rstrip('.') if prefix else ''}{_where(source)} "
+                          f"is {'null' if not_text[0] is None else 'a ' + type(not_text[0]).__name__}"
+                          f", not a name; accepted keys: "
+                          f"{', '.join(sorted(allowed))}")
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise RecipeError(f"recipe key {prefix + unknown[0]!r}{_where(source)} is unknown; "
+        raise RecipeError(f"recipe key {_short(prefix + unknown[0])}{_where(source)} is unknown; "
                           f"accepted keys{' under ' + prefix.rstrip('.') if prefix else ''}: "
                           f"{', '.join(sorted(allowed))}")
