@@ -470,6 +470,8 @@ def _is_qat(model: Any) -> bool:
         if cls.__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer") or \
                 "quantization.keras" in cls.__module__:
             return True
+        if getattr(layer, "fake_quantizes", False):  # Keras 3 QAT (tflite_opt.train.keras3)
+            return True
     return False
 
 
@@ -532,7 +534,7 @@ def _keras3_source(model: Any) -> _Source:
                        str(getattr(t, "dtype", "float32")).replace("tf.", ""))
              for i, t in enumerate(model.inputs)]
     source = _Source(lambda: tf.lite.TFLiteConverter.from_saved_model(export_dir), specs,
-                     f"Keras 3 model {model.name!r}",
+                     f"Keras 3 model {model.name!r}", quantization_aware=_is_qat(model),
                      weight_sparsity=_weight_sparsity([np.asarray(w) for w in model.get_weights()]),
                      cleanup=tmp.cleanup)
     return source
