@@ -28,6 +28,9 @@ from tflite_opt.errors import InvalidArgumentError, InvalidTFLiteError
 # for ~100000 threads, and a crash would be reported as a corrupt model.
 MAX_NUM_THREADS = max(256, 4 * (os.cpu_count() or 1))
 
+# Set to an op resolver name (e.g. ``no_xnnpack``) to replace the default ``auto`` everywhere.
+FORCE_OP_RESOLVER_ENV = "TFLITE_OPT_OP_RESOLVER"
+
 # op resolver name -> OpResolverType member name (same in LiteRT and tf.lite).
 OP_RESOLVERS: dict[str, str] = {
     "auto": "AUTO",
@@ -169,6 +172,14 @@ def make_interpreter(model: bytes, options: InterpreterOptions | None = None,
         >>> loaded.interpreter.invoke()
     """
     options = options or InterpreterOptions()
+    forced = os.environ.get(FORCE_OP_RESOLVER_ENV)
+    if forced and options.op_resolver == "auto" and not delegates:
+        # A host-wide switch (how the suite is run with XNNPACK off); recorded in options,
+        # so results say which kernels ran.
+        if forced not in OP_RESOLVERS:
+            raise InvalidArgumentError(f"{FORCE_OP_RESOLVER_ENV}={forced!r} is not one of "
+                                       f"{sorted(OP_RESOLVERS)}")
+        options = dataclasses.replace(options, op_resolver=forced)
     backend, module = load_backend(options.backend)
     start = time.perf_counter_ns()
     fallback_reason = None
