@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import struct
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Union
 import numpy as np
 
 from tflite_opt.errors import InvalidTFLiteError
+from tflite_opt.limits import format_bytes, usable_memory_bytes
 
 ModelSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -172,18 +174,23 @@ def _structure_error(name: str, reason: str) -> InvalidTFLiteError:
         "written by the TFLite converter (e.g. tflite_opt.convert or tf.lite.TFLiteConverter)")
 
 
-def read_tflite(model: ModelSource, *, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
+def read_tflite(model: ModelSource, *, max_bytes: int = MAX_MODEL_BYTES,
+                max_tensor_bytes: int | None = None) -> bytes:
     """Reads and validates a ``.tflite`` model, returning its bytes.
 
     Checks that the file exists, is not empty or oversized, carries the ``TFL3``
     identifier, is a structurally sound flatbuffer (every offset, vector and
     string in bounds) and is semantically consistent (tensor, buffer, opcode and
-    subgraph indices in range; constant buffers match their tensor's size), so
-    that the native interpreter never sees a file that could crash it.
+    subgraph indices in range; constant buffers match their tensor's size;
+    per-channel quantization matches the shape; no tensor declares more bytes than
+    this process can allocate), so that the native interpreter never sees a file
+    that could crash it or exhaust the machine's memory.
 
     Args:
         model: Path to a ``.tflite`` file, or its bytes.
         max_bytes: Largest accepted size. Defaults to 2 GiB - 1, the flatbuffer limit.
+        max_tensor_bytes: Largest size one tensor may declare (shape x dtype size).
+            Defaults to None: the memory this process can use (``limits.usable_memory_bytes``).
 
     Returns:
         The model's bytes.
@@ -219,11 +226,12 @@ def read_tflite(model: ModelSource, *, max_bytes: int = MAX_MODEL_BYTES) -> byte
     else:
         raise InvalidTFLiteError(f"model must be a path or bytes of a .tflite file, got "
                                  f"{type(model).__name__}")
-    verify_tflite(data, name=name, max_bytes=max_bytes)
+    verify_tflite(data, name=name, max_bytes=max_bytes, max_tensor_bytes=max_tensor_bytes)
     return data
 
 
-def verify_tflite(data: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_MODEL_BYTES) -> None:
+def verify_tflite(data: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_MODEL_BYTES,
+                  max_tensor_bytes: int | None = None) -> None:
     """Raises ``InvalidTFLiteError`` unless ``data`` is a sound TFLite flatbuffer.
 
     Example:
@@ -247,6 +255,7 @@ def verify_tflite(data: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_MO
         root = verifier._offset(0, "root table offset")
         verifier.table(root, "Model", 0)
         _check_semantics(data, verifier)
+        _check_tensor_sizes(data, name, max_tensor_bytes)
     except _Corrupt as exc:
         raise _structure_error(name, f"{exc} (the file is truncated or corrupt)") from None
     except (struct.error, IndexError, ValueError, OverflowError, MemoryError) as exc:
@@ -309,10 +318,18 @@ def _check_semantics(data: bytes, verifier: _Verifier) -> None:
                     raise _Corrupt(f"{where} tensor {t} needs {int(expected)} bytes of constant "
                                    f"data but buffer {b} holds {buffer_sizes[b]}")
             q = tensor.Quantization()
-            if q is not None and q.ScaleLength() and q.ZeroPointLength() and \
-                    q.ScaleLength() != q.ZeroPointLength():
+            if q is not None and q.ZeroPointLength() and q.ScaleLength() != q.ZeroPointLength():
                 raise _Corrupt(f"{where} tensor {t} has {q.ScaleLength()} scales but "
-                               f"{q.ZeroPointLength()} zero points")
+                               f"{q.ZeroPointLength()} zero points (one per scale expected)")
+            if q is not None and q.ScaleLength() > 1:  # per-channel: one scale per channel
+                axis, n_scales = q.QuantizedDimension(), q.ScaleLength()
+                if not 0 <= axis < len(shape):
+                    raise _Corrupt(f"{where} tensor {t} is quantized per channel along "
+                                   f"dimension {axis}, but its shape {shape.tolist()} has "
+                                   f"{len(shape)} dimensions")
+                if int(shape[axis]) != n_scales:
+                    raise _Corrupt(f"{where} tensor {t} has {n_scales} scales for dimension "
+                                   f"{axis} of size {int(shape[axis])} (shape {shape.tolist()})")
         for label, length, get in (("input", sg.InputsLength(), sg.Inputs),
                                    ("output", sg.OutputsLength(), sg.Outputs)):
             for i in range(length):
@@ -352,6 +369,36 @@ def _check_semantics(data: bytes, verifier: _Verifier) -> None:
         if model.Metadata(m).Buffer() >= n_buffers:
             raise _Corrupt(f"metadata {m} uses buffer {model.Metadata(m).Buffer()} of "
                            f"{n_buffers}")
+
+
+def _check_tensor_sizes(data: bytes, name: str, max_tensor_bytes: int | None) -> None:
+    """Raises InvalidTFLiteError if a tensor declares more bytes than can be allocated.
+
+    The interpreter allocates every tensor its shape declares (a 344-byte file can ask
+    for 6 GiB), so a hostile or corrupt shape must be refused before it is built.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    limit = usable_memory_bytes() if max_tensor_bytes is None else max_tensor_bytes
+    model = schema.Model.GetRootAs(data, 0)
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            elem = TENSOR_TYPES[tensor.Type()][1]
+            if not elem or not tensor.ShapeLength():
+                continue
+            dims = [int(d) for d in tensor.ShapeAsNumpy()]
+            declared = math.prod(dims) * elem  # Python ints: no int32/int64 overflow
+            if declared > limit:
+                tname = tensor.Name().decode("utf-8", "replace")[:80] if tensor.Name() else ""
+                raise InvalidTFLiteError(
+                    f"model {name} is not a valid TFLite model for this process: tensor {t} "
+                    f"{tname!r} of subgraph {s} declares shape "
+                    f"{dims[:8]}{'...' if len(dims) > 8 else ''} "
+                    f"{TENSOR_TYPES[tensor.Type()][0]}: {format_bytes(declared)}, more than the "
+                    f"{format_bytes(limit)} this process can allocate (machine memory, cgroup and "
+                    "ulimit); the file is corrupt or hostile, or needs a bigger machine")
 
 
 @dataclasses.dataclass(frozen=True)
