@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test benchmark example-model clean
+.PHONY: run test benchmark example-model rgb-example clean
 
 # Installed from the lock with --no-deps: mediapipe declares absl-py~=2.3 (tfmot 0.8.1 pins
 # ~=1.2), opencv-contrib-python and sounddevice, none of which its metadata writers and
@@ -33,6 +33,11 @@ benchmark: $(STAMP)
 
 example-model: $(STAMP)
 	$(PY) scripts/make_example_model.py --output=saved_models/digits_cnn.keras --overwrite
+
+# The RGB example: trains saved_models/digits_rgb.keras, writes the MediaPipe-ready
+# outputs/rgb/digits_rgb_int8.tflite (see docs/android.md).
+rgb-example: $(STAMP)
+	$(PY) scripts/make_rgb_example.py --overwrite
 
 clean:
 	rm -rf outputs benchmark_results

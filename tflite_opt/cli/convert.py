@@ -51,6 +51,15 @@ flags.DEFINE_float("pixel_scale", None, "Normalization the app applies: (pixel *
                    "for image folders, not recorded otherwise.")
 flags.DEFINE_list("pixel_mean", None, "Mean(s) of the normalization, one value or one per channel.")
 flags.DEFINE_list("pixel_std", None, "Std(s) of the normalization, one value or one per channel.")
+flags.DEFINE_enum("target", None, ["mediapipe_image_classifier"], "Make the file for this "
+                  "runtime: 'mediapipe_image_classifier' = MediaPipe Tasks' ImageClassifier (uint8 "
+                  "RGB input normalized inside the model by --pixel_scale/mean/std, default /255; "
+                  "float32 scores; needs --labels). --representative_data stays in model space.")
+flags.DEFINE_bool("metadata", True, "Embed TFLite metadata (name, description, version, author, "
+                  "license, input normalization, labels) for MediaPipe Tasks and ML Model Binding; "
+                  "--nometadata to leave it out.")
+flags.DEFINE_string("author", "", "Author written into the TFLite metadata.")
+flags.DEFINE_string("license", "", "License written into the TFLite metadata (e.g. Apache-2.0).")
 flags.DEFINE_bool("quant_report", False, "Also write the per-layer quantization error report "
                   "(int8 only): FILE.quant_report.json/.md/.png.")
 
@@ -87,6 +96,13 @@ def main(argv) -> None:
         _common.fail("--eval_data is only used with --max_accuracy_drop")
     if FLAGS.quant_report and FLAGS.precision != "int8":
         _common.fail("--quant_report needs --precision=int8")
+    if FLAGS.target and accuracy_aware:
+        _common.fail("--target cannot be combined with --max_accuracy_drop")
+    if FLAGS.target and not FLAGS.labels:
+        _common.fail(f"--target={FLAGS.target} needs --labels=FILE (one class name per line): "
+                     "MediaPipe names each category from the labels embedded in the file")
+    if FLAGS.target and not FLAGS.metadata:
+        _common.fail(f"--target={FLAGS.target} needs the metadata MediaPipe reads; drop --nometadata")
     # Fail before the (slow) conversion, not after it: every file this run writes must be
     # writable, and none may exist without --overwrite.
     from tflite_opt.files import check_output_file
@@ -141,14 +157,18 @@ def main(argv) -> None:
         result = convert(model, FLAGS.precision, FLAGS.representative_data,
                          FLAGS.num_calibration_samples, FLAGS.input_type, FLAGS.output_type,
                          FLAGS.allow_select_tf_ops, preprocessing=normalization,
-                         sparsity={"auto": "auto", "on": True, "off": False}[FLAGS.sparsity])
+                         sparsity={"auto": "auto", "on": True, "off": False}[FLAGS.sparsity],
+                         target=FLAGS.target)
     report = None
     if FLAGS.quant_report:
         report = aa.report if aa is not None else quantization_report(
             model, FLAGS.representative_data,
             num_calibration_samples=FLAGS.num_calibration_samples)
+    from tflite_opt.convert import ModelInfo
+
+    info = ModelInfo(author=FLAGS.author, license=FLAGS.license)
     path = result.save(output, overwrite=FLAGS.overwrite, labels=FLAGS.labels,
-                       normalization=normalization)
+                       normalization=normalization, metadata=FLAGS.metadata, model_info=info)
     print(f"wrote {path} ({result.size_bytes} bytes, {result.precision.value}, input "
           f"{result.input_type}, output {result.output_type}) and {path.with_suffix('.json')}")
     if result.requires_flex_delegate:

@@ -5,7 +5,8 @@
 Prints ops and their counts, inputs and outputs with quantization, signatures,
 tensor dtypes, every constant tensor's size, sparsity and unique-value count
 (pruning and clustering verified on the file), the size by layer and the
-GPU-delegate compatibility (from the delegate's documented op and type support).
+GPU-delegate compatibility (from the delegate's documented op and type support), and the
+TFLite metadata (name, normalization, labels) that MediaPipe Tasks reads.
 Exit 0 on success, 2 with a one-line error on bad input.
 """
 
@@ -31,6 +32,34 @@ def _quant_text(q: dict) -> str:
     if len(q["scale"]) == 1:
         return f"scale={q['scale'][0]:.6g} zero_point={q['zero_point'][0]}"
     return f"per-channel axis {q['axis']} ({len(q['scale'])} scales)"
+
+
+def _metadata_text(md: dict | None) -> str:
+    """The TFLite metadata section: what MediaPipe Tasks and ML Model Binding will read."""
+    if md is None:
+        return "TFLite metadata: none (MediaPipe Tasks and ML Model Binding need it; re-save " \
+               "without --nometadata)"
+    if "unreadable" in md:
+        return f"TFLite metadata: present but unreadable here: {md['unreadable']}"
+    lines = [f"TFLite metadata (min parser {md['min_parser_version']}):"]
+    lines += [f"  {key}: {md[key]}" for key in ("name", "description", "version", "author",
+                                                 "license") if md.get(key)]
+    for kind in ("inputs", "outputs"):
+        for t in md[kind]:
+            facts = [t.get("content") or "", t.get("color_space") or ""]
+            if "normalization" in t:
+                norm = t["normalization"]
+                facts.append(f"normalization (pixel - {norm['mean']}) / {norm['std']}")
+            if "range" in t:
+                facts.append(f"range {t['range'][0]}..{t['range'][1]}")
+            if "labels" in t:
+                shown = ", ".join(t["labels"][:10]) + (", ..." if len(t["labels"]) > 10 else "")
+                facts.append(f"{len(t['labels'])} labels [{shown}]")
+            lines.append(f"  {kind[:-1]} {t['name']!r}: {'; '.join(f for f in facts if f)}")
+    if md["associated_files"]:
+        files = ", ".join(f"{k} ({v} bytes)" for k, v in md["associated_files"].items())
+        lines.append(f"  attached files: {files}")
+    return "\n".join(lines)
 
 
 def render(info) -> str:
@@ -70,6 +99,7 @@ def render(info) -> str:
     rows.append(["(graph structure and metadata)", info.graph_bytes,
                  round(100 * info.graph_bytes / info.size_bytes, 1)])
     out.append(format_table(["layer", "bytes", "percent"], rows, "size by layer"))
+    out.append(_metadata_text(info.metadata))
     gpu = info.gpu
     verdict = "compatible" if gpu.compatible else "NOT compatible"
     lines = [f"GPU delegate: {verdict} ({gpu.supported_nodes} of "

@@ -71,8 +71,10 @@ class ModelInfo:
     """The general fields of the metadata: who made what, under which license.
 
     Args:
-        name: Model name shown by apps and Android Studio. Defaults to "model".
-        description: What the model does. Defaults to "".
+        name: Model name shown by apps and Android Studio. Defaults to "" (``save()``
+            uses the file name).
+        description: What the model does. Defaults to "" (``save()`` describes the
+            conversion).
         version: Model version string. Defaults to "" (the writer then uses the
             model's content hash, so two different files never share a version).
         author: Author or organisation. Defaults to "" (not written).
@@ -82,7 +84,7 @@ class ModelInfo:
         >>> ModelInfo(name="digits", author="ACME", license="Apache-2.0")
     """
 
-    name: str = "model"
+    name: str = ""
     description: str = ""
     version: str = ""
     author: str = ""
@@ -335,7 +337,7 @@ def embed_metadata(tflite_bytes: bytes, info: ModelInfo | None = None, *,
                 f"{tensor['shape']}."))
 
     general = metadata_info.GeneralMd(
-        name=info.name, description=info.description or None,
+        name=info.name or "model", description=info.description or None,
         version=info.version or "sha256:" + hashlib.sha256(data).hexdigest()[:16],
         author=info.author or None, licenses=info.license or None)
     model_md = general.create_metadata()

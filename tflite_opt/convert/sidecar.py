@@ -110,19 +110,20 @@ def _check_label_count(labels: list[str] | None, result: "ConversionResult") -> 
 
 def _model_info(result: "ConversionResult", path: Path, info: Any,
                 labels: Sequence[str] | None) -> Any:
-    """The caller's ``ModelInfo``, or one naming the file and describing the conversion."""
+    """The caller's ``ModelInfo``, its blank name and description filled from the file."""
     from tflite_opt import __version__
     from tflite_opt.convert.metadata import ModelInfo
 
-    if info is not None:
-        if not isinstance(info, ModelInfo):
-            raise InvalidArgumentError(f"model_info must be a tflite_opt.convert.ModelInfo, got "
-                                       f"{type(info).__name__}")
-        return info
+    info = ModelInfo() if info is None else info
+    if not isinstance(info, ModelInfo):
+        raise InvalidArgumentError(f"model_info must be a tflite_opt.convert.ModelInfo, got "
+                                   f"{type(info).__name__}")
     what = f"Image classifier ({len(labels)} classes)" if labels else "Model"
     for_target = f" for {result.target}" if result.target else ""
-    return ModelInfo(name=path.stem, description=f"{what}{for_target}: {result.precision.value} "
-                     f"TFLite file made by tflite_opt {__version__}.")
+    return dataclasses.replace(
+        info, name=info.name or path.stem,
+        description=info.description or f"{what}{for_target}: {result.precision.value} TFLite "
+        f"file made by tflite_opt {__version__}.")
 
 
 def save_with_sidecar(result: "ConversionResult", path: str | os.PathLike, *, overwrite: bool = False,

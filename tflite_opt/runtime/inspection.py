@@ -78,6 +78,7 @@ class Inspection:
     dtype_counts: dict[str, int]
     num_subgraphs: int = 1
     description: str = ""
+    metadata: dict | None = None  # TFLite metadata (convert.metadata.read_metadata), if any
 
     def weight(self, name_part: str, role: str | None = "weight") -> dict:
         """The first constant whose name contains ``name_part`` and has ``role``.
@@ -305,4 +306,18 @@ def inspect_model(model: ModelSource) -> Inspection:
         layer_sizes=dict(layer_sizes.most_common()), graph_bytes=len(data) - constant_bytes,
         gpu=gpu, dtype_counts=dict(collections.Counter(t["dtype"] for t in tensors_out)),
         num_subgraphs=root.SubgraphsLength(),
-        description=root.Description().decode("utf-8", "replace") if root.Description() else "")
+        description=root.Description().decode("utf-8", "replace") if root.Description() else "",
+        metadata=_metadata(data))
+
+
+def _metadata(data: bytes) -> dict | None:
+    """The file's TFLite metadata; a note instead when the schema package is missing."""
+    from tflite_opt.convert.metadata import has_metadata, read_metadata
+    from tflite_opt.errors import InvalidArgumentError
+
+    if not has_metadata(data):
+        return None
+    try:
+        return read_metadata(data)
+    except InvalidArgumentError as exc:  # mediapipe (the schema code) not installed
+        return {"unreadable": str(exc)}
