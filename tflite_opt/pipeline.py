@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tflite_opt._keras import keras
+from tflite_opt.data.arrays import load_npz
 from tflite_opt.data.calibration import ImagePreprocessing
 from tflite_opt.data.digits import Dataset, load_digits
 from tflite_opt.errors import DataError, InvalidArgumentError
@@ -120,13 +121,10 @@ def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0,
         return load_digits(image_size=input_shape[0], seed=seed)
     if not Path(path).is_file():
         raise DataError(f"data file {path!r} does not exist; pass --data=FILE.npz")
-    try:
-        arrays = np.load(path)
-        x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    except KeyError as exc:
-        raise DataError(f"data file {path!r} lacks array {exc}; it needs x_train, y_train, x_test, y_test") from exc
-    except Exception as exc:  # noqa: BLE001 - any numpy load failure means a bad file
-        raise DataError(f"data file {path!r} is not a readable .npz: {exc}") from exc
+    # Headers (shapes, dtypes, sizes) are checked before any array is decompressed.
+    arrays = load_npz(path, "--data", keys=("x_train", "y_train", "x_test", "y_test"),
+                      sample_shapes={"x_train": input_shape, "x_test": input_shape})
+    x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x.ndim == 0 or len(x) == 0:
             raise DataError(f"{name} in {path!r} is empty (shape {x.shape}); it needs at least one "

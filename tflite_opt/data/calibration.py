@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from tflite_opt.data.arrays import load_npy, load_npz, npz_headers
 from tflite_opt.errors import DataError, InvalidArgumentError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -173,20 +174,16 @@ def load_evaluation_data(source: Any, argument: str = "eval_data") -> tuple[np.n
         path = Path(source)
         if not path.is_file():
             raise DataError(f"{argument} file {str(path)!r} does not exist; pass an .npz with arrays x and y")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                keys = set(f.files)
-                for xk, yk in (("x", "y"), ("x_test", "y_test"), ("x_eval", "y_eval")):
-                    if {xk, yk} <= keys:
-                        source = (f[xk], f[yk])
-                        break
-                else:
-                    raise DataError(f"{argument} file {str(path)!r} holds arrays {sorted(keys)}; "
-                                    "expected 'x' and 'y' (np.savez(path, x=x, y=y))")
-        except DataError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - corrupt or non-npz file
-            raise DataError(f"could not read {argument} file {str(path)!r} as .npz: {exc}") from exc
+        # Headers first (data/arrays.py): pickles, sizes and truncation fail before a read.
+        keys = set(npz_headers(path, argument))
+        for xk, yk in (("x", "y"), ("x_test", "y_test"), ("x_eval", "y_eval")):
+            if {xk, yk} <= keys:
+                arrays = load_npz(path, argument, keys=(xk, yk))
+                source = (arrays[xk], arrays[yk])
+                break
+        else:
+            raise DataError(f"{argument} file {str(path)!r} holds arrays {sorted(keys)[:20]}; "
+                            "expected 'x' and 'y' (np.savez(path, x=x, y=y))")
     if not isinstance(source, (tuple, list)) or len(source) != 2:
         raise DataError(f"{argument} must be (x, y) arrays or an .npz path, got {type(source).__name__}")
     x, y = (np.asarray(a) for a in source)
@@ -219,23 +216,18 @@ def _open_path(source: Any, specs: Sequence[InputSpec], preprocessing: ImagePrep
         return _read_image_folder(path, specs, preprocessing or ImagePreprocessing(), argument,
                                   num_samples)
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                names = f.files
-                for key in ("x", "x_train", "x_calib", "representative_data"):
-                    if key in names:
-                        return f[key]
-                if len(names) == 1:
-                    return f[names[0]]
-                raise DataError(f"{argument} file {str(path)!r} holds arrays {sorted(names)}; "
-                                "name the calibration inputs 'x' (np.savez(path, x=x))")
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - corrupt file: report it, not numpy's traceback
-        raise DataError(f"could not read {argument} file {str(path)!r}: {exc}") from exc
+    # Headers first (data/arrays.py): pickles, sizes and truncation fail before a read.
+    if suffix == ".npy":
+        return load_npy(path, argument)
+    if suffix == ".npz":
+        names = list(npz_headers(path, argument))
+        for key in ("x", "x_train", "x_calib", "representative_data"):
+            if key in names:
+                return load_npz(path, argument, keys=[key])[key]
+        if len(names) == 1:
+            return load_npz(path, argument, keys=names)[names[0]]
+        raise DataError(f"{argument} file {str(path)!r} holds arrays {sorted(names)[:20]}; "
+                        "name the calibration inputs 'x' (np.savez(path, x=x))")
     raise DataError(f"{argument} file {str(path)!r} has suffix {suffix!r}; accepted: .npy, .npz, "
                     "or a folder of images")
 
