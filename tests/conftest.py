@@ -7,7 +7,8 @@ import random
 import sys
 from pathlib import Path
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# No TF_USE_LEGACY_KERAS: the suite runs as a user's process does, with tf.keras = Keras 3
+# (tflite_opt uses tf_keras directly for Keras 2 models and never sets the variable).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402

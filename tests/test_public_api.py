@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 import tflite_opt
 
@@ -17,7 +20,7 @@ EXPECTED = {
     "StageSummary", "TfliteOptError", "UnsupportedLayerError", "benchmark",
     "benchmark_compiled_model", "cluster", "compare", "convert", "convert_accuracy_aware",
     "dense_mlp", "digits_cnn", "evaluate_tflite", "export", "find_fastest_config", "host_cpu",
-    "inspect_model", "load_calibration_data", "load_digits", "load_digits_eval",
+    "inspect_model", "keras_flavor", "load_calibration_data", "load_digits", "load_digits_eval",
     "load_evaluation_data", "load_model",
     "mobilenet_v2", "optimize_scope", "profile_ops", "prune", "quantization_report",
     "quantize_aware", "read_tflite", "run_pipeline", "strip", "train_digits_cnn",
@@ -41,8 +44,41 @@ def test_public_api_errors_share_one_base():
             assert issubclass(value, tflite_opt.TfliteOptError), name
 
 
-def test_import_tflite_opt_sets_legacy_keras_without_loading_tensorflow():
+def _fresh_python(code: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=env)
+    return out.stdout.split()
+
+
+def test_import_tflite_opt_leaves_keras_choice_and_tensorflow_alone():
     code = ("import os, sys; import tflite_opt; "
-            "print(os.environ['TF_USE_LEGACY_KERAS'], 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "False"]
+            "print(os.environ.get('TF_USE_LEGACY_KERAS', 'unset'), 'tensorflow' in sys.modules)")
+    assert _fresh_python(code) == ["unset", "False"]
+
+
+def test_tf_keras_stays_keras3_after_tflite_opt_prunes_a_tf_keras_model():
+    # Pruning a tf_keras model imports tfmot, whose compat module sets TF_USE_LEGACY_KERAS=1.
+    code = ("import os; import tflite_opt; import tf_keras; import tensorflow as tf; "
+            "m = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(4), "
+            "tf_keras.layers.Dense(2)]); "
+            "tflite_opt.prune(m, 0.5, end_step=10, policy=tflite_opt.LayerPolicy(skip_classifier=False)); "
+            "import sys; assert 'tensorflow_model_optimization' in sys.modules; "
+            "print(tf.keras.version(), tf.optimizers.Adam.__module__.split('.')[0], "
+            "os.environ.get('TF_USE_LEGACY_KERAS', 'unset'))")
+    version, optimizers_package, variable = _fresh_python(code)
+    assert version.startswith("3.")
+    assert optimizers_package == "keras"
+    assert variable == "unset"
+
+
+def test_keras_flavor_names_each_keras_and_rejects_other_objects():
+    import keras
+    import tf_keras
+
+    assert tflite_opt.keras_flavor(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])) \
+        == "keras3"
+    assert tflite_opt.keras_flavor(
+        tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1)])) == "tf_keras"
+    with pytest.raises(tflite_opt.InvalidArgumentError, match="not a Keras model"):
+        tflite_opt.keras_flavor(object())

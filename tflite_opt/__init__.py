@@ -8,27 +8,14 @@ The public API is declared here once (and pinned by ``tests/test_public_api.py``
     >>> tflite_opt.export(model, "model.tflite", representative_data=x[:200])
 
 Names resolve on first use (PEP 562): ``import tflite_opt`` stays cheap, so the
-``.tflite``-only tools (inspect, benchmark) start without loading TensorFlow, while
-``TF_USE_LEGACY_KERAS=1`` is set here, before any TensorFlow import, ours or the user's.
+``.tflite``-only tools (inspect, benchmark) start without loading TensorFlow. Models built with
+Keras 3 (``import keras``) and with tf_keras (Keras 2) are both accepted; importing tflite_opt
+does not change which Keras ``tf.keras`` is for the user's code (see ``tflite_opt/_keras.py``).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
-import warnings
-
-if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-    # Too late to switch tf.keras to Keras 2; tf_keras still works when used directly,
-    # which is all tflite_opt and tfmot need, so warn instead of failing.
-    warnings.warn(
-        "TensorFlow was imported before tflite_opt without TF_USE_LEGACY_KERAS=1; "
-        "tflite_opt uses tf_keras (Keras 2) directly. Import tflite_opt first, or export "
-        "TF_USE_LEGACY_KERAS=1, so that tf.keras is Keras 2 as well.",
-        stacklevel=2,
-    )
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 __version__ = "0.1.0"
 
@@ -42,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     # models
     **dict.fromkeys(("digits_cnn", "dense_mlp", "mobilenet_v2"), "tflite_opt.models.builders"),
     "load_model": "tflite_opt.models.loading",
+    "keras_flavor": "tflite_opt._keras",
     "train_digits_cnn": "tflite_opt.models.training",
     # train
     **dict.fromkeys(("prune", "strip", "cluster", "quantize_aware", "training_callbacks",

@@ -35,10 +35,11 @@ CONV_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
 
 
 def tfmot():
-    """Imports tfmot lazily (it is slow to import and only needed once training starts)."""
-    import tensorflow_model_optimization as _tfmot
+    """Imports tfmot lazily (slow to import, and only for tf_keras models), through
+    ``_keras.import_tfmot`` so that the user's ``TF_USE_LEGACY_KERAS`` is left as it was."""
+    from tflite_opt._keras import import_tfmot
 
-    return _tfmot
+    return import_tfmot()
 
 
 def kernel_attrs(layer: keras.layers.Layer) -> tuple[str, ...]:
