@@ -18,7 +18,7 @@ def export(model: keras.Model, path: str | os.PathLike, precision: str = "int8",
     applied); a QAT model goes to the converter as it is.
 
     Args:
-        model: A plain, pruned, clustered or QAT-wrapped tf_keras model.
+        model: A plain, pruned, clustered or QAT model, Keras 3 or tf_keras.
         path: Output ``.tflite`` file; ``FILE.json`` (and ``labels.txt``) are written beside it.
         precision: ``float32``, ``float16``, ``dynamic``, ``int8`` or ``int16x8``. Defaults to int8.
         representative_data: Calibration samples for int8/int16x8 (numpy, ``tf.data``, a

@@ -516,8 +516,16 @@ def _is_keras3_model(model: Any) -> bool:
 
 
 def _keras3_source(model: Any) -> _Source:
-    from tflite_opt._keras import tf
+    from tflite_opt._keras import keras3, tf
 
+    backend = keras3().backend.backend()
+    if backend != "tensorflow":
+        # The TFLite converter reads TensorFlow graphs; Keras 3 exports them only on TF.
+        raise ConversionError(
+            f"Keras 3 model {getattr(model, 'name', '?')!r} runs on the {backend!r} backend; "
+            "conversion to TFLite needs KERAS_BACKEND=tensorflow: set it before Python starts "
+            "(KERAS_BACKEND=tensorflow python ...), save the model with model.save('m.keras') "
+            "and convert the file")
     tmp = tempfile.TemporaryDirectory(prefix="tflite_opt_keras3_")
     export_dir = os.path.join(tmp.name, "saved_model")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -43,6 +44,55 @@ def model_format(path: str | os.PathLike) -> str:
                          ".keras, .h5, .hdf5, or a SavedModel folder")
 
 
+def saved_keras_version(path: str | os.PathLike, fmt: str) -> str:
+    """The Keras version that saved a model file (``""`` when the file does not say).
+
+    A ``.keras`` zip holds it in ``metadata.json``; an ``.h5`` file in its ``keras_version``
+    attribute. Read as data: nothing in the file is run.
+
+    Example:
+        >>> saved_keras_version("k3.keras", "keras")
+        '3.15.1'
+    """
+    try:
+        if fmt == "keras":
+            with zipfile.ZipFile(path) as archive:
+                if "metadata.json" not in archive.namelist():
+                    return ""
+                return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        if fmt == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version", "")
+            return version.decode() if isinstance(version, bytes) else str(version)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"could not read the Keras version of {str(path)!r} ({fmt}): "
+                             f"{exc}") from exc
+    return ""
+
+
+def _load_keras3(path: str | os.PathLike, fmt: str, compile: bool, trust_model: bool,
+                 custom_objects: Mapping[str, Any] | None) -> Any:
+    """Loads a file saved by Keras 3 with Keras 3 (tf_keras cannot read its config)."""
+    from tflite_opt._keras import keras3
+    from tflite_opt.train.keras3 import register_saved_classes
+
+    keras3_module = keras3()
+    register_saved_classes()  # tflite_opt's Keras 3 wrappers, in checkpoints saved mid-training
+    try:
+        model = keras3_module.saving.load_model(os.fspath(path), custom_objects=custom_objects,
+                                                compile=compile, safe_mode=not trust_model)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load Keras 3 model from {str(path)!r} ({fmt}, saved by "
+                             f"Keras {saved_keras_version(path, fmt)}): {first_line[:300]}") from exc
+    if not isinstance(model, keras3_module.Model):
+        raise ModelLoadError(f"{str(path)!r} holds a {type(model).__name__}, not a Keras model; "
+                             "save it with model.save('model.keras')")
+    return model
+
+
 @contextlib.contextmanager
 def optimize_scope() -> Iterator[None]:
     """Makes tfmot's wrapper classes known to ``keras.models.load_model``.
@@ -54,8 +104,9 @@ def optimize_scope() -> Iterator[None]:
         >>> with optimize_scope():
         ...     pruned = keras.models.load_model("checkpoint.keras")
     """
-    import tensorflow_model_optimization as tfmot
+    from tflite_opt._keras import import_tfmot
 
+    tfmot = import_tfmot()
     with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(), \
             tfmot.clustering.keras.cluster_scope():
         yield
@@ -64,6 +115,9 @@ def optimize_scope() -> Iterator[None]:
 def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: bool = False,
                custom_objects: Mapping[str, Any] | None = None) -> keras.Model:
     """Loads a Keras model, including ones saved while wrapped for pruning/clustering/QAT.
+
+    A file saved by Keras 3 (``import keras``; its ``keras_version`` says 3.x) loads as a
+    Keras 3 model, one saved by tf_keras as a tf_keras model.
 
     The model's config is scanned first (``models/safety.py``): a file that would run its
     author's code when loaded (a ``Lambda`` layer, a class or function from a module
@@ -88,6 +142,8 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
     if not trust_model:  # before Keras deserializes anything: loading may run the file's code
         allowed = {*(custom_objects or {}), *keras.saving.get_custom_objects()}
         check_model_file(path, fmt, allowed_names=allowed)
+    if saved_keras_version(path, fmt).startswith("3."):
+        return _load_keras3(path, fmt, compile, trust_model, custom_objects)
     try:
         with optimize_scope():  # wrapped models need tfmot's custom objects to deserialize
             # safe_mode=False only lets a trusted .keras file load its Python lambdas.

@@ -11,14 +11,19 @@ Or the whole collaborative-optimization chain from a recipe::
     result = OptimizationPlan(Recipe.default()).run(model, train_data=(x, y))
 """
 
-from tflite_opt.train.callbacks import PruningStep, SparsityLogger, StageSummary, training_callbacks
-from tflite_opt.train.cluster import cluster
+from tflite_opt.train.callbacks import PruningStep, SparsityLogger, StageSummary
 from tflite_opt.train.plan import OptimizationPlan, PlanResult, StageRecord, fresh_optimizer
-from tflite_opt.train.prune import prune, pruning_schedule, strip
-from tflite_opt.train.qat import QAT_SCHEMES, quantize_aware
+from tflite_opt.train.prune import pruning_schedule
+from tflite_opt.train.qat import QAT_SCHEMES
 from tflite_opt.train.recipe import ClusterStage, LayerPolicy, PruneStage, QATStage, Recipe
 from tflite_opt.train.scope import optimize_scope
-from tflite_opt.train.stats import weight_stats
+
+# The public verbs take Keras 3 and tf_keras models: dispatch.py picks the implementation.
+# Imported after the tf_keras modules of the same names (prune, cluster, stats), which are
+# loaded first so that loading them later cannot rebind these package attributes.
+from tflite_opt.train import cluster as _cluster_module, stats as _stats_module  # noqa: E402,F401
+from tflite_opt.train.dispatch import (cluster, prune, quantize_aware, strip,  # noqa: E402
+                                       training_callbacks, weight_stats)
 
 __all__ = [
     "ClusterStage", "LayerPolicy", "OptimizationPlan", "PlanResult", "PruneStage", "PruningStep",

@@ -23,13 +23,16 @@ from typing import Any, Sequence
 from tflite_opt._keras import keras, tf
 from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
 from tflite_opt.files import atomic_write_json
-from tflite_opt.train.callbacks import PruningStep, SparsityLogger, StageSummary
-from tflite_opt.train.cluster import cluster
-from tflite_opt.train.layers import deep_copy, select_layers
-from tflite_opt.train.prune import prune, strip
-from tflite_opt.train.qat import quantize_aware, resolve_scheme
+from tflite_opt.train.callbacks import SparsityLogger, StageSummary
+# Every model operation goes through dispatch, so the plan runs Keras 3 and tf_keras models.
+from tflite_opt.train.dispatch import (check_graph_model, cluster, deep_copy,
+                                       fresh_optimizer_for, load_training_weights, prune,
+                                       pruning_step_callback, quantize_aware,
+                                       save_training_weights, selected_layer_names, strip,
+                                       weight_stats)
+from tflite_opt.train.qat import resolve_scheme
 from tflite_opt.train.recipe import ClusterStage, PruneStage, QATStage, Recipe
-from tflite_opt.train.stats import summarize, weight_stats
+from tflite_opt.train.stats import summarize
 
 OptimizerSpec = Any  # str | keras optimizer instance | Callable[[], optimizer]
 STATE_FILE = "plan_state.json"
@@ -142,6 +145,13 @@ def _check_data(name: str, data: Any) -> None:
         raise DataError(f"{name} has {len(x)} inputs but {len(y)} labels; they must match")
 
 
+def _load_own_model(path: Path) -> Any:
+    # A file this plan wrote (Keras 3 or tf_keras, as the user's model): trusted, no scan.
+    from tflite_opt.models.loading import load_model
+
+    return load_model(path, compile=False, trust_model=True)
+
+
 def _save_model_atomic(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     model.save(tmp)
@@ -164,7 +174,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         name = f"stage{self.stage_index}_epoch{epoch + 1:03d}"
         folder = self.plan_dir / name
         shutil.rmtree(folder, ignore_errors=True)
-        self.model.save_weights(str(folder / "ckpt"))
+        save_training_weights(self.model, folder)
         old = self.state.get("checkpoint")
         epoch_metrics = {k: float(v) for k, v in (logs or {}).items()
                          if k not in ("sparsity", "max_unique_weights")}
@@ -266,8 +276,6 @@ class OptimizationPlan:
 
     def _run(self, model, train_data, validation_data, loss, metrics, optimizer, batch_size,
              callbacks, strategy, checkpoint_dir, verbose, run_eagerly) -> PlanResult:
-        from tflite_opt.train.layers import check_graph_model
-
         check_graph_model(model, "OptimizationPlan.run")
         _check_data("train_data", train_data)
         _check_data("validation_data", validation_data)
@@ -292,7 +300,7 @@ class OptimizationPlan:
         optimized = set()
         for stage in self.recipe.stages:
             if isinstance(stage, (PruneStage, ClusterStage)):
-                optimized.update(select_layers(model, policy, stage.type).names)
+                optimized.update(selected_layer_names(model, policy, stage.type))
         optimized_layers = tuple(l.name for l in model.layers if l.name in optimized)
         if plan_dir is not None and state["stage"] >= n_stages:
             # A finished run (e.g. the process died after the plan, during conversion).
@@ -301,15 +309,14 @@ class OptimizationPlan:
                       "the final model")
             with scope():
                 final = self._restore_final(plan_dir, state, steps)
-                final.compile(optimizer=fresh_optimizer(optimizer, None), loss=loss,
+                final.compile(optimizer=fresh_optimizer_for(final, optimizer, None), loss=loss,
                               metrics=list(metrics) if metrics else None, run_eagerly=run_eagerly)
             return PlanResult(model=final, stages=tuple(records), recipe=self.recipe,
                               layer_stats=weight_stats(final), optimized_layers=optimized_layers)
 
         with scope():
             if state["stage"] > 0 or state["epoch"] > 0:
-                current = keras.models.load_model(str(plan_dir / f"stage{state['stage']}_input.keras"),
-                                                  compile=False)
+                current = _load_own_model(plan_dir / f"stage{state['stage']}_input.keras")
             else:
                 current = deep_copy(model)
         pruned_before = any(isinstance(s, PruneStage) for s in self.recipe.stages[:state["stage"]])
@@ -330,15 +337,17 @@ class OptimizationPlan:
             base_seconds = float(state.get("seconds") or 0.0) if resume_epoch else 0.0
             with scope():
                 wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
-                wrapped.compile(optimizer=fresh_optimizer(optimizer, stage.learning_rate),
+                wrapped.compile(optimizer=fresh_optimizer_for(wrapped, optimizer,
+                                                              stage.learning_rate),
                                 loss=loss, metrics=list(metrics) if metrics else None,
                                 run_eagerly=run_eagerly)
                 if resume_epoch:
-                    wrapped.load_weights(str(plan_dir / state["checkpoint"] / "ckpt")).expect_partial()
+                    load_training_weights(wrapped, plan_dir / state["checkpoint"])
             summary = StageSummary(stage.type, verbose=0)
             stage_callbacks: list[keras.callbacks.Callback] = []
-            if isinstance(stage, PruneStage):
-                stage_callbacks.append(PruningStep())
+            step_callback = pruning_step_callback(wrapped)
+            if step_callback is not None:
+                stage_callbacks.append(step_callback)
             stage_callbacks += [SparsityLogger(), summary]
             if plan_dir is not None:
                 stage_callbacks.append(_EpochCheckpoint(plan_dir, state, index, base_seconds, start))
@@ -402,14 +411,13 @@ class OptimizationPlan:
     def _restore_final(self, plan_dir: Path, state: dict[str, Any], steps: int) -> keras.Model:
         last = self.recipe.stages[-1]
         if not isinstance(last, QATStage):
-            return keras.models.load_model(str(plan_dir / FINAL_MODEL), compile=False)
+            return _load_own_model(plan_dir / FINAL_MODEL)
         index = len(self.recipe.stages) - 1
         before = self.recipe.stages[:index]
-        stage_input = keras.models.load_model(str(plan_dir / f"stage{index}_input.keras"),
-                                              compile=False)
+        stage_input = _load_own_model(plan_dir / f"stage{index}_input.keras")
         wrapped = self._wrap(last, stage_input, steps, any(s.type == "prune" for s in before),
                              any(s.type == "cluster" for s in before))
-        wrapped.load_weights(str(plan_dir / state["checkpoint"] / "ckpt")).expect_partial()
+        load_training_weights(wrapped, plan_dir / state["checkpoint"])
         return wrapped
 
     def _load_state(self, plan_dir: Path | None) -> dict[str, Any]:

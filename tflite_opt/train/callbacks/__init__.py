@@ -21,13 +21,10 @@ def training_callbacks(model: keras.Model, *, log_dir: str | os.PathLike | None 
     Example:
         >>> model.fit(x, y, epochs=4, callbacks=[*my_callbacks, *training_callbacks(model)])
     """
-    from tflite_opt.train.prune import is_pruned
+    # One implementation for both Kerases (Keras 3 models get PruningStepKeras3).
+    from tflite_opt.train.dispatch import training_callbacks as for_either_keras
 
-    out: list[keras.callbacks.Callback] = []
-    if is_pruned(model):
-        out.append(PruningStep(verbose=verbose))
-    out.append(SparsityLogger(log_dir=log_dir, verbose=verbose))
-    return out
+    return for_either_keras(model, log_dir=log_dir, verbose=verbose)
 
 
 __all__ = ["PruningStep", "SparsityLogger", "StageSummary", "training_callbacks"]

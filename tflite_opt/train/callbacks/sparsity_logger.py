@@ -40,7 +40,8 @@ class SparsityLogger(keras.callbacks.Callback):
 
     def measure(self) -> dict[str, Any]:
         """Current stats: ``{"sparsity", "max_unique_weights", "layers": weight_stats(...)}``."""
-        from tflite_opt.train.stats import optimized_layers, summarize, weight_stats
+        from tflite_opt.train.dispatch import optimized_layers, weight_stats
+        from tflite_opt.train.stats import summarize
 
         stats = weight_stats(self.model)
         sparsity, unique = summarize(stats, optimized_layers(self.model) or None)

@@ -45,7 +45,8 @@ class StageSummary(keras.callbacks.Callback):
                       if k not in ("sparsity", "max_unique_weights")}
 
     def on_train_end(self, logs=None) -> None:
-        from tflite_opt.train.stats import optimized_layers, summarize, weight_stats
+        from tflite_opt.train.dispatch import optimized_layers, weight_stats
+        from tflite_opt.train.stats import summarize
 
         sparsity, unique = summarize(weight_stats(self.model), optimized_layers(self.model) or None)
         self.summary = {"name": self.name, "epochs": self._epochs, "metrics": dict(self._logs),
