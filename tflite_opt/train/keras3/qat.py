@@ -129,7 +129,7 @@ def quantize_aware_keras3(model: keras.Model, scheme: str = "default",
     new = keras.models.clone_model(
         functional, input_tensors=inputs if len(inputs) > 1 else inputs[0],
         clone_function=lambda layer: layer, call_function=rewriter.call)
-    return keras.Model(new.inputs, new.outputs, name=f"{model.name}_qat")
+    return keras.Model(new.input, new.output, name=f"{model.name}_qat")
 
 
 def _check_model(model: Any) -> None:
