@@ -53,6 +53,9 @@ class PipelineConfig:
         verbose: Keras progress output (0 silent, 1 bars, 2 one line per epoch).
         trust_model: Load ``model`` even if it carries code (Lambda layers, modules outside
             Keras); see ``tflite_opt.load_model``. Defaults to False.
+        target: Make the .tflite files for a runtime profile, e.g.
+            ``"mediapipe_image_classifier"`` (uint8 RGB in, float32 scores out; the data's
+            [0, 1] images are taken as pixels / 255). Defaults to None.
     """
 
     output_dir: str = "outputs"
@@ -68,6 +71,7 @@ class PipelineConfig:
     num_threads: int = 1
     verbose: int = 2
     trust_model: bool = False
+    target: str | None = None
 
     def __post_init__(self):
         for name in ("float_epochs", "batch_size", "num_calibration_samples", "benchmark_runs",
@@ -83,6 +87,10 @@ class PipelineConfig:
         if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise InvalidArgumentError(f"output_dir {self.output_dir!r} exists and is not a folder; "
                                        "pass --output_dir=DIR naming a folder")
+        if self.target is not None:
+            from tflite_opt.convert.targets import Target
+
+            Target.parse(self.target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +123,14 @@ def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0,
         >>> data = load_data("mine.npz", (32, 32, 1), num_outputs=10)
     """
     if path is None:
-        if len(input_shape) != 3 or input_shape[0] != input_shape[1] or input_shape[2] != 1:
-            raise DataError(f"the bundled digits data is square single-channel, but the model takes "
-                            f"{input_shape}; pass --data=FILE.npz with x_train, y_train, x_test, y_test")
+        if len(input_shape) != 3 or input_shape[0] != input_shape[1] or input_shape[2] not in (1, 3):
+            raise DataError(f"the bundled digits data is square, grayscale or RGB, but the model "
+                            f"takes {input_shape}; pass --data=FILE.npz with x_train, y_train, "
+                            "x_test, y_test")
+        if input_shape[2] == 3:
+            from tflite_opt.data.digits_rgb import load_digits_rgb
+
+            return load_digits_rgb(image_size=input_shape[0], seed=seed)
         return load_digits(image_size=input_shape[0], seed=seed)
     if not Path(path).is_file():
         raise DataError(f"data file {path!r} does not exist; pass --data=FILE.npz")
@@ -270,6 +283,7 @@ def _remove_unused_work_dir(output_dir: Path, created: bool) -> None:
 def _run_locked(config: PipelineConfig) -> PipelineResult:
     """``run_pipeline``'s body, run while holding the output folder's lock."""
     from tflite_opt.convert import convert
+    from tflite_opt.convert.targets import to_pixels
     from tflite_opt.report import latency_guidance, write_report
     from tflite_opt.runtime import benchmark, compare, evaluate_tflite, host_cpu
     from tflite_opt.train import OptimizationPlan, Recipe
@@ -284,6 +298,15 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
     input_shape = tuple(user_model.input_shape[1:]) if user_model is not None else (32, 32, 1)
     num_outputs = _num_outputs(user_model) if user_model is not None else None
     data = load_data(config.data, input_shape, seed=config.seed, num_outputs=num_outputs)
+    if config.target is not None:  # a model the target's runtime cannot run fails before training
+        from tflite_opt.convert.targets import check_model
+
+        if user_model is None:
+            raise InvalidArgumentError(
+                f"target={config.target!r} needs an RGB model, and the bundled digits CNN is "
+                "grayscale (32x32x1): pass --model=saved_models/digits_rgb.keras (the RGB "
+                "example, made by `make rgb-example`) or your own RGB model")
+        check_model(config.target, user_model)
     output_dir = Path(config.output_dir)
     work_dir = output_dir / WORK_DIR
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -321,16 +344,21 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
     # The digits' 17 grey levels were scaled to [0, 1]: an app feeding 8-bit grey pixels
     # divides by 255. For a user's .npz the preprocessing is unknown, so none is claimed.
     normalization = ImagePreprocessing(scale=1 / 255) if config.data is None else None
+    # A target's file takes uint8 pixels and normalizes inside (the data's [0, 1] = pixel / 255).
+    pixels = ImagePreprocessing(scale=1 / 255) if config.target else None
+    x_eval = data.x_test if pixels is None else to_pixels(data.x_test, pixels)
     variants = []
     with staged_output_dir(output_dir) as stage:
         # 4. Convert the float baseline and the optimized model.
         t = time.perf_counter()
         stage_names = "+".join(record.name for record in plan_result.stages) or "no training"
         conversions = [
-            ("float32", "float32", convert(float_model, "float32")),
+            ("float32", "float32", convert(float_model, "float32", target=config.target,
+                                           preprocessing=pixels)),
             (f"{recipe.precision} ({stage_names})", recipe.precision,
              convert(plan_result.model, recipe.precision, representative_data=calibration,
-                     num_calibration_samples=config.num_calibration_samples)),
+                     num_calibration_samples=config.num_calibration_samples,
+                     target=config.target, preprocessing=pixels)),
         ]
         timings["conversion"] = time.perf_counter() - t
         # 5. Accuracy and latency of each file on the TFLite runtime.
@@ -339,7 +367,7 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
             filename = f"model_{precision}.tflite"
             path = conversion.save(stage / filename, overwrite=True, labels=labels,
                                    normalization=normalization)
-            accuracy = evaluate_tflite(path, data.x_test, data.y_test, reference_outputs=reference,
+            accuracy = evaluate_tflite(path, x_eval, data.y_test, reference_outputs=reference,
                                        num_threads=config.num_threads)
             latency = benchmark(path, num_runs=config.benchmark_runs, num_threads=config.num_threads)
             variants.append({

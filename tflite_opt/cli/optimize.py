@@ -34,6 +34,10 @@ flags.DEFINE_integer("num_threads", 1, "Interpreter threads for accuracy and lat
 flags.DEFINE_bool("trust_model", False, "Load --model even if it would run code from the file "
                   "(Lambda layers, modules outside Keras/TensorFlow); only for files you trust.")
 flags.DEFINE_integer("verbose", 2, "Keras progress: 0 silent, 1 progress bars, 2 a line per epoch.")
+flags.DEFINE_enum("target", None, ["mediapipe_image_classifier"], "Make the .tflite files for "
+                  "this runtime: 'mediapipe_image_classifier' = MediaPipe Tasks' ImageClassifier "
+                  "(needs an RGB --model, e.g. saved_models/digits_rgb.keras; uint8 RGB input, "
+                  "the data's [0, 1] images taken as pixels / 255; float32 scores).")
 
 
 def main(argv) -> None:
@@ -48,7 +52,7 @@ def main(argv) -> None:
         float_epochs=FLAGS.float_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         num_calibration_samples=FLAGS.num_calibration_samples,
         benchmark_runs=FLAGS.benchmark_runs, num_threads=FLAGS.num_threads, verbose=FLAGS.verbose,
-        trust_model=FLAGS.trust_model)
+        trust_model=FLAGS.trust_model, target=FLAGS.target)
     result = run_pipeline(config)
     headline = result.report["headline"]
     print()

@@ -79,11 +79,13 @@ class TargetSpec:
 
     Attributes:
         description: One line for ``--help`` and the docs.
+        check: Raises a clear error for a Keras model the target's runtime cannot run.
         prepare: Rewrites a conversion request for the target (see ``prepare_target``).
         requires_labels: ``save()`` must be given labels.
     """
 
     description: str
+    check: Callable[[Any], Any]
     prepare: Callable[..., TargetRequest]
     requires_labels: bool = True
 
@@ -177,8 +179,17 @@ def _prepare_mediapipe_image_classifier(model: Any, representative_data: Any,
 TARGETS: dict[Target, TargetSpec] = {
     Target.MEDIAPIPE_IMAGE_CLASSIFIER: TargetSpec(
         "MediaPipe Tasks ImageClassifier: uint8 RGB input, float32 scores, labels in metadata",
-        _prepare_mediapipe_image_classifier),
+        _check_image_classifier, _prepare_mediapipe_image_classifier),
 }
+
+
+def check_model(target: str | Target, model: Any) -> None:
+    """Raises a clear error if ``model`` (a Keras model or file) cannot be made for ``target``.
+
+    Example:
+        >>> check_model("mediapipe_image_classifier", model)   # before a long training run
+    """
+    TARGETS[Target.parse(target)].check(_keras_model(model))
 
 
 def prepare_target(target: str | Target, model: Any, *, representative_data: Any,
