@@ -251,7 +251,7 @@ def test_pipeline_config_bad_setting_raises_before_any_work(tmp_path, settings, 
 
 
 def test_outputs_are_logits_from_values_not_layer_names():
-    from tflite_opt.pipeline import _outputs_are_logits
+    from tflite_opt.train.plan import outputs_are_logits as _outputs_are_logits
 
     logits = np.random.default_rng(0).normal(size=(20, 10)).astype(np.float32)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -282,3 +282,35 @@ def test_image_folder_decodes_only_the_picked_files(tmp_path, monkeypatch):
     picked = [0, 12, 24, 37, 49]  # np.linspace(0, 49, 5).round()
     assert decoded == [f"img{i:02d}.png" for i in picked]
     assert np.allclose(x[:, 0, 0, 0], np.array(picked) * 5 / 255, atol=1e-6)
+
+
+def test_plan_on_logits_model_with_probabilities_loss_warns_and_uses_from_logits(digits16):
+    """A model without a final softmax is trained with from_logits=True, and says so."""
+    from tflite_opt._keras import keras
+    from tflite_opt.train import OptimizationPlan, Recipe
+
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, name="logits")])  # no softmax
+    recipe = Recipe.from_dict({"precision": "int8", "stages": [
+        {"type": "prune", "target_sparsity": 0.5, "epochs": 1}]})
+    x, y = digits16.x_train[:256], digits16.y_train[:256]
+    losses: list = []
+
+    class RecordLoss(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            losses.append(self.model.loss)
+
+    with pytest.warns(UserWarning, match=r"outputs logits .*'logits' has no softmax.*from_logits=True"):
+        OptimizationPlan(recipe).run(model, (x, y), loss="sparse_categorical_crossentropy",
+                                     callbacks=[RecordLoss()], verbose=0)
+    assert losses and all(loss.get_config()["from_logits"] is True for loss in losses)
+    # The same loss on a softmax model stays as given: no warning.
+    softmax = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                                keras.layers.Dense(10, activation="softmax")])
+    import warnings
+
+    losses.clear()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*outputs logits")
+        OptimizationPlan(recipe).run(softmax, (x, y), callbacks=[RecordLoss()], verbose=0)
+    assert losses == ["sparse_categorical_crossentropy"]

@@ -216,16 +216,6 @@ def _test_outputs(model: keras.Model, data: Dataset) -> tuple[np.ndarray, float]
     return probs, float(np.mean(np.argmax(probs, axis=-1) == data.y_test))
 
 
-def _outputs_are_logits(outputs: np.ndarray) -> bool:
-    """Whether model outputs are logits: probabilities are >= 0 and sum to 1 per sample.
-
-    Asked of the outputs, not the last layer's name, so any ending (a Dense with
-    softmax, a Softmax or Activation layer) counts as probabilities.
-    """
-    outputs = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    return not (np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
-
-
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -287,6 +277,7 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
     from tflite_opt.report import latency_guidance, write_report
     from tflite_opt.runtime import benchmark, compare, evaluate_tflite, host_cpu
     from tflite_opt.train import OptimizationPlan, Recipe
+    from tflite_opt.train.plan import outputs_are_logits
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -322,7 +313,7 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
     # The float outputs are both its accuracy and the reference the .tflite files are checked against.
     reference, float_accuracy = _test_outputs(float_model, data)
     print(f"float Keras test accuracy: {100 * float_accuracy:.2f}%")
-    logits = _outputs_are_logits(reference)
+    logits = outputs_are_logits(reference)
     if logits:
         print("note: the model's outputs are logits (no final softmax: they do not sum to 1); "
               "training with SparseCategoricalCrossentropy(from_logits=True)")

