@@ -186,3 +186,20 @@ def test_lock_output_dir_second_holder_is_refused_with_pid(tmp_path):
         proc.wait()
     with lock_output_dir(out) as lock:  # the kernel released the dead holder's lock
         assert lock.read_text().strip() == str(os.getpid())
+
+
+def test_check_output_dir_probe_failure_names_folder_and_reason(tmp_path, monkeypatch):
+    """What a read-only mount looks like even to root: the probe file cannot be created."""
+    import errno
+    import tempfile
+
+    from tflite_opt.errors import InvalidArgumentError
+    from tflite_opt.files import check_output_dir
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(InvalidArgumentError, match=r"folder '.*' is not writable \(Read-only file system\)"):
+        check_output_dir(tmp_path / "new" / "out", "--output_dir")
+    assert not (tmp_path / "new").exists()
