@@ -146,3 +146,15 @@ def test_convert_cli_target_writes_mediapipe_file(tmp_path, digits_rgb):
     assert "input uint8, output float32" in proc.stdout
     md = read_metadata(out)
     assert md["author"] == "ACME" and md["outputs"][0]["labels"] == NAMES
+
+
+def test_pipeline_target_needs_rgb_model_before_training(tmp_path):
+    from tflite_opt.pipeline import PipelineConfig, load_data, run_pipeline
+
+    with pytest.raises(InvalidArgumentError, match="target='mediapipe' is not supported"):
+        PipelineConfig(output_dir=str(tmp_path / "a"), target="mediapipe")
+    config = PipelineConfig(output_dir=str(tmp_path / "b"), target="mediapipe_image_classifier")
+    with pytest.raises(InvalidArgumentError, match="needs an RGB model.*digits_rgb.keras"):
+        run_pipeline(config)  # the bundled CNN is grayscale: refused before any training
+    data = load_data(None, (32, 32, 3))  # an RGB model gets the painted digits
+    assert data.x_train.shape[1:] == (32, 32, 3) and data.name == "digits_rgb"
