@@ -75,8 +75,8 @@ class UnsafeObject:
     reason: str
 
     def describe(self) -> str:
-        layer = f"layer {self.layer!r} " if self.layer else ""
-        return f"{layer}({_short(self.class_name)} at {self.location}): {self.reason}"
+        layer = f"layer {_short(self.layer, 60)!r} " if self.layer else ""
+        return f"{layer}({_short(self.class_name, 40)} at {self.location}): {self.reason}"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -143,7 +143,7 @@ def find_unsafe_objects(config: Any, allowed_names: Collection[str] = ()) -> lis
     allowed = set(allowed_names)
     # An explicit stack instead of recursion: a hostile config may nest deeper than
     # Python's recursion limit (json itself parses up to ~100k levels).
-    stack: list[tuple[Any, str, str]] = [(config, "config", "")]
+    stack: list[tuple[Any, str, str]] = [(config, "", "")]
     while stack:
         node, location, layer = stack.pop()
         if isinstance(node, dict):
@@ -156,11 +156,13 @@ def find_unsafe_objects(config: Any, allowed_names: Collection[str] = ()) -> lis
                     layer = node["name"]
                 reason = _check_object(node, allowed)
                 if reason:
-                    found.append(UnsafeObject(location, layer, str(node.get("class_name")),
-                                              reason))
+                    found.append(UnsafeObject(location or "top level", layer,
+                                              str(node.get("class_name")), reason))
             for key, value in reversed(list(node.items())):
                 if isinstance(value, (dict, list)):
-                    stack.append((value, f"{location}.{_short(key, 40)}", layer))
+                    # "config" levels are implied; "layers[2].function" reads better.
+                    where = location if key == "config" else f"{location}.{_short(key, 40)}"
+                    stack.append((value, where.lstrip("."), layer))
         elif isinstance(node, list):
             for i in reversed(range(len(node))):
                 if isinstance(node[i], (dict, list)):
@@ -174,7 +176,11 @@ def check_model_config(config: Any, source: str, allowed_names: Collection[str] 
     Example:
         >>> check_model_config(json.loads(text), source="model.keras")
     """
-    unsafe = find_unsafe_objects(config, allowed_names)
+    unsafe, seen = [], set()
+    for item in find_unsafe_objects(config, allowed_names):
+        if item.layer not in seen or not item.layer:  # the first reason per layer is enough
+            seen.add(item.layer)
+            unsafe.append(item)
     if unsafe:
         listed = "; ".join(u.describe() for u in unsafe[:3])
         more = f" (and {len(unsafe) - 3} more)" if len(unsafe) > 3 else ""
