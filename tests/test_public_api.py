@@ -17,7 +17,7 @@ EXPECTED = {
     "InvalidTFLiteError", "LayerPolicy", "ModelLoadError", "OptimizationPlan", "OutputExistsError",
     "PipelineConfig", "PipelineResult", "PlanResult", "Precision", "PruneStage", "PruningStep",
     "QATStage", "QuantizationReport", "Recipe", "RecipeError", "SparsityLogger", "StageRecord",
-    "StageSummary", "TfliteOptError", "UnsupportedLayerError", "benchmark",
+    "StageSummary", "TfliteOptError", "UnsafeModelError", "UnsupportedLayerError", "benchmark",
     "benchmark_compiled_model", "cluster", "compare", "convert", "convert_accuracy_aware",
     "dense_mlp", "digits_cnn", "evaluate_tflite", "export", "find_fastest_config", "host_cpu",
     "inspect_model", "keras_flavor", "load_calibration_data", "load_digits", "load_digits_eval",

@@ -52,7 +52,8 @@ _EXPORTS: dict[str, str] = {
     # errors
     **dict.fromkeys(("TfliteOptError", "InvalidArgumentError", "ModelLoadError",
                      "UnsupportedLayerError", "DataError", "RecipeError", "ConversionError",
-                     "InvalidTFLiteError", "OutputExistsError"), "tflite_opt.errors"),
+                     "InvalidTFLiteError", "OutputExistsError", "UnsafeModelError"),
+                    "tflite_opt.errors"),
 }
 
 __all__ = sorted(_EXPORTS)

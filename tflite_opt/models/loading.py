@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping
 
 from tflite_opt._keras import keras
 from tflite_opt.errors import ModelLoadError
-from tflite_opt.models.safety import check_model_file
+from tflite_opt.models.safety import check_model_file, registered_names
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -140,8 +140,7 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
     """
     fmt = model_format(path)
     if not trust_model:  # before Keras deserializes anything: loading may run the file's code
-        allowed = {*(custom_objects or {}), *keras.saving.get_custom_objects()}
-        check_model_file(path, fmt, allowed_names=allowed)
+        check_model_file(path, fmt, allowed_names=registered_names(custom_objects or {}))
     if saved_keras_version(path, fmt).startswith("3."):
         return _load_keras3(path, fmt, compile, trust_model, custom_objects)
     try:

@@ -283,6 +283,24 @@ def _saved_model_configs(path: Path) -> Iterator[tuple[str, Any]]:
                                f"Keras metadata is not scanned; {TRUST_HINT}")
 
 
+def registered_names(custom_objects: Collection[str] = ()) -> set[str]:
+    """Names the user vouches for: ``custom_objects`` plus both Kerases' global registries
+    (``register_keras_serializable``); Keras 3's only if the user's code imported it.
+
+    Example:
+        >>> check_model_file("m.keras", "keras", registered_names({"MyLayer": MyLayer}))
+    """
+    import sys
+
+    names = set(custom_objects)
+    for module_name in ("tf_keras", "keras"):
+        module = sys.modules.get(module_name)
+        saving = getattr(module, "saving", None)
+        if saving is not None and hasattr(saving, "get_custom_objects"):
+            names.update(saving.get_custom_objects())
+    return names
+
+
 def check_model_file(path: str | os.PathLike, fmt: str,
                      allowed_names: Collection[str] = ()) -> None:
     """Raises ``UnsafeModelError`` if loading ``path`` with Keras would run code from it.
