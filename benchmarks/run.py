@@ -29,7 +29,7 @@ from tflite_opt.cli import _common  # noqa: E402
 from tflite_opt.files import atomic_write_json, atomic_write_text  # noqa: E402
 
 # Order matters for --suite=all: cheap, foundational suites first.
-SUITES = ("pipeline", "train", "convert", "runtime", "compare")
+SUITES = ("pipeline", "train", "convert", "runtime", "compare", "keras3")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "pipeline", f"Suite to run: one of {', '.join(SUITES)}, or 'all'.")

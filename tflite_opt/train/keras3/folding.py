@@ -90,5 +90,6 @@ def folded_training(compute: Callable[[tf.Tensor], tf.Tensor], kernel: tf.Tensor
     quantized_out = compute(quantize(kernel * to_kernel_shape(moving_scale)))
     # q(W * s_moving) * (s_batch / s_moving) ~ W * s_batch: batch norm's training output.
     # (written with the variances so that a zero gamma cannot divide by zero)
-    correction = tf.sqrt(bn.moving_variance + bn.epsilon) * tf.math.rsqrt(batch_variance + bn.epsilon)
+    correction = (tf.sqrt(bn.moving_variance + bn.epsilon)
+                  * tf.math.rsqrt(batch_variance + bn.epsilon))
     return quantized_out * correction + (bn.offset() - batch_scale * batch_mean)

@@ -193,7 +193,7 @@ class _KernelPlan:
 
 
 def _plan(graph: _Graph, skip: set[str]) -> dict[str, Any]:
-    """Decides for each layer: a kernel plan, "folded", "same_range", "quantized_output", "float"."""
+    """Decides each layer's role: a kernel plan, or folded/same_range/quantized_output/float."""
     plan: dict[str, Any] = {}
     for layer in graph.model.layers:
         if layer.name in plan:
