@@ -15,7 +15,8 @@ def export(model: keras.Model, path: str | os.PathLike, precision: str = "int8",
     """Strips training wrappers, converts to TFLite and saves the file with its sidecar.
 
     Pruning and clustering wrappers are removed first (their masks and centroids
-    applied); a QAT model goes to the converter as it is.
+    applied); a QAT model (any scheme, trained in your own ``fit``) goes to the converter
+    as it is, its zeros and clusters intact.
 
     Args:
         model: A plain, pruned, clustered or QAT model, Keras 3 or tf_keras.
