@@ -172,6 +172,13 @@ def load_data(path: str | None, input_shape: tuple[int, ...], seed: int = 0,
                    y_test.astype(np.int64), num_classes=num_classes, name=Path(path).stem)
 
 
+def _losses_of(model: Any) -> Any:
+    """``keras.losses`` of the Keras that built ``model`` (Keras 3 or tf_keras)."""
+    from tflite_opt._keras import keras3, keras_flavor
+
+    return keras3().losses if keras_flavor(model) == "keras3" else keras.losses
+
+
 def _num_outputs(model: keras.Model) -> int | None:
     """The class count of a single-output classifier, or None when it is not one."""
     shape = model.output_shape
@@ -317,7 +324,7 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
     if logits:
         print("note: the model's outputs are logits (no final softmax: they do not sum to 1); "
               "training with SparseCategoricalCrossentropy(from_logits=True)")
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
+    loss = _losses_of(float_model).SparseCategoricalCrossentropy(from_logits=logits)
 
     # 3. The recipe's training stages (prune -> cluster -> QAT by default).
     t = time.perf_counter()

@@ -530,7 +530,7 @@ def _keras3_source(model: Any) -> _Source:
     export_dir = os.path.join(tmp.name, "saved_model")
     try:
         with quiet_converter():
-            model.export(export_dir, format="tf_saved_model")
+            model.export(export_dir, format="tf_saved_model", verbose=False)
     except Exception as exc:  # noqa: BLE001
         tmp.cleanup()
         raise ConversionError(

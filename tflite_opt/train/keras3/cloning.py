@@ -45,8 +45,19 @@ def deep_copy(model: Any) -> Any:
     """
     from tflite_opt.train.keras3 import custom_objects
 
+    # Not clone_model: it also recompiles a compiled Sequential from its compile config, which
+    # fails on losses/metrics Keras cannot deserialize (a copy needs no training state). Not
+    # Sequential.from_config either: it rebuilds the graph after each added layer, leaving the
+    # first layer called once per layer (a "shared" layer to Keras 3 QAT). The constructor
+    # builds once.
     with keras.saving.custom_object_scope(custom_objects()):
-        copy = keras.models.clone_model(model)
+        if isinstance(model, keras.Sequential):
+            spec = model.inputs[0]
+            layers = [type(layer).from_config(layer.get_config()) for layer in model.layers]
+            copy = keras.Sequential([keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype),
+                                     *layers], name=model.name)
+        else:
+            copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 
