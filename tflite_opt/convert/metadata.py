@@ -31,10 +31,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import io
 import sys
 import types
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -284,8 +286,7 @@ def embed_metadata(tflite_bytes: bytes, info: ModelInfo | None = None, *,
         >>> with_md = embed_metadata(result.tflite_bytes, ModelInfo(name="digits"),
         ...                          labels=[str(d) for d in range(10)])
     """
-    import hashlib
-    import warnings
+    import flatbuffers
 
     metadata, metadata_info, metadata_fb = _mediapipe_writers()
     from mediapipe.tasks.metadata import schema_py_generated as schema_fb
@@ -345,8 +346,6 @@ def embed_metadata(tflite_bytes: bytes, info: ModelInfo | None = None, *,
     subgraph.inputTensorMetadata = [md.create_metadata() for md in input_mds]
     subgraph.outputTensorMetadata = [md.create_metadata() for md in output_mds]
     model_md.subgraphMetadata = [subgraph]
-
-    import flatbuffers
 
     builder = flatbuffers.Builder(0)
     builder.Finish(model_md.Pack(builder), metadata.MetadataPopulator.METADATA_FILE_IDENTIFIER)
