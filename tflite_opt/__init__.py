@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     # data
     **dict.fromkeys(("Dataset", "load_digits"), "tflite_opt.data.digits"),
     "load_digits_eval": "tflite_opt.data.digits_eval",
+    "load_digits_rgb": "tflite_opt.data.digits_rgb",
     **dict.fromkeys(("ImagePreprocessing", "InputSpec", "load_calibration_data",
                      "load_evaluation_data"), "tflite_opt.data.calibration"),
     # models
@@ -38,8 +39,8 @@ _EXPORTS: dict[str, str] = {
                      "StageRecord", "weight_stats", "optimize_scope"), "tflite_opt.train"),
     # convert
     **dict.fromkeys(("convert", "ConversionResult", "Precision", "convert_accuracy_aware",
-                     "AccuracyAwareResult", "quantization_report", "QuantizationReport"),
-                    "tflite_opt.convert"),
+                     "AccuracyAwareResult", "quantization_report", "QuantizationReport",
+                     "ModelInfo", "read_metadata"), "tflite_opt.convert"),
     "export": "tflite_opt.export",
     # runtime
     **dict.fromkeys(("read_tflite", "evaluate_tflite", "AccuracyResult", "benchmark",
