@@ -250,6 +250,17 @@ def test_pipeline_config_bad_setting_raises_before_any_work(tmp_path, settings, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("settings", [{"mean": float("nan")}, {"mean": (0.5, float("inf"), 0.5)},
+                                      {"std": 0.0}, {"std": float("nan")}, {"scale": float("inf")}])
+def test_image_preprocessing_non_finite_or_zero_raises(settings):
+    """From Python too: a NaN mean would otherwise be written into the sidecar."""
+    from tflite_opt.data.calibration import ImagePreprocessing
+    from tflite_opt.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=next(iter(settings))):
+        ImagePreprocessing(**settings)
+
+
 def test_outputs_are_logits_from_values_not_layer_names():
     from tflite_opt.train.plan import outputs_are_logits as _outputs_are_logits
 
