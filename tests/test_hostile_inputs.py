@@ -55,15 +55,16 @@ def hostile(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hostile")
     files = {}
-    for kind in ("h5", "saved_model"):
+    suffixes = {"h5": "evil.h5", "saved_model": "evil_saved_model", "keras_lambda": "lambda.keras"}
+    for kind, file_name in suffixes.items():
         marker = root / f"ran_{kind}"
         inp = keras.Input((4,))
         x = keras.layers.Dense(3, name="d1")(inp)
         x = keras.layers.Lambda(_lambda_touching(marker), name="evil")(x)
         out = keras.layers.Dense(2, activation="softmax", name="d2")(x)
         model = keras.Model(inp, out)
-        path = root / ("evil.h5" if kind == "h5" else "evil_saved_model")
-        model.save(path, save_format="h5" if kind == "h5" else "tf")
+        path = root / file_name
+        model.save(path, **({"save_format": "tf"} if kind == "saved_model" else {}))
         assert marker.exists()  # building the model ran the payload: it is live
         marker.unlink()
         files[kind] = (path, marker)
@@ -102,7 +103,7 @@ def hostile(tmp_path_factory):
 # ------------------------------------------------------------------ models: Python API
 
 
-@pytest.mark.parametrize("kind", ["h5", "saved_model", "keras"])
+@pytest.mark.parametrize("kind", ["h5", "saved_model", "keras", "keras_lambda"])
 def test_load_model_hostile_file_refused_before_any_code_runs(hostile, kind):
     from tflite_opt import load_model
 
