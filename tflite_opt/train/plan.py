@@ -170,15 +170,16 @@ _PROBABILITY_LOSSES = {"sparse_categorical_crossentropy": "SparseCategoricalCros
 def _loss_for_outputs(model: keras.Model, loss: Any, train_data: Any) -> Any:
     """A probabilities loss named on a model without a final softmax -> ``from_logits=True``.
 
-    Trained on logits, cross-entropy for probabilities clips them to [0, 1] and the
-    model learns little (5.3 points lost instead of 1.9 on digits); warn and fix it.
+    Cross-entropy for probabilities clips logits to [0, 1], so training learns little:
+    a logits digits CNN (96.4% float) ended the default recipe at 93.1% int8 with it and
+    98.9% with ``from_logits=True``. Warn and use the latter.
     """
-    if not isinstance(loss, str) or loss not in _PROBABILITY_LOSSES:
+    if not isinstance(loss, str) or loss not in _PROBABILITY_LOSSES or len(model.outputs) != 1:
         return loss  # a loss object says from_logits itself
     if isinstance(train_data, tf.data.Dataset):
         x = next(iter(train_data.take(1)))[0]
-    else:
-        x = train_data[0][:64]
+    else:  # a few samples of every input (a list or dict of arrays for several inputs)
+        x = tf.nest.map_structure(lambda a: a[:64], train_data[0])
     if not outputs_are_logits(model(x, training=False)):
         return loss
     name = _PROBABILITY_LOSSES[loss]
