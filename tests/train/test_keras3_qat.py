@@ -239,6 +239,21 @@ def test_quantize_aware_keras3_rewrites_concat_reshape_pooling_rescaling_to_int8
                                       "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"})
 
 
+def test_quantize_aware_keras3_takes_a_sequential_model():
+    _seed()
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+        keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(name="relu"),
+        keras.layers.Flatten(name="flatten"), keras.layers.Dense(3, activation="softmax",
+                                                                 name="classifier")])
+    qat = quantize_aware_keras3(model)
+    assert [layer.name for layer in qat.layers][2:] == [
+        "conv", "conv_act_quant", "flatten", "classifier", "classifier_act_quant",
+        "classifier_softmax"]
+    qat(np.random.default_rng(0).random((8, 8, 8, 1), np.float32), training=True)
+    _assert_full_int8(_convert(qat), {"CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"})
+
+
 def test_mobilenet_v2_converts_with_int8_ops_only():
     _seed()
     model = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(96, 96, 3),

@@ -121,14 +121,16 @@ def quantize_aware_keras3(model: keras.Model, scheme: str = "default",
     graph = _Graph(model)
     plan = _plan(graph, set(policy.skip))
     rewriter = _Rewriter(plan, KERAS3_QAT_SCHEMES[scheme])
-    functional = model if isinstance(model, keras.Model) and not isinstance(
-        model, keras.Sequential) else keras.Model(model.inputs, model.outputs, name=model.name)
-    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
-              for t in functional.inputs]
-    rewriter.quantize_inputs(inputs)
-    new = keras.models.clone_model(
-        functional, input_tensors=inputs if len(inputs) > 1 else inputs[0],
-        clone_function=lambda layer: layer, call_function=rewriter.call)
+    functional = (keras.Model(model.inputs[0], model.outputs[0], name=model.name)
+                  if isinstance(model, keras.Sequential) else model)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), functional.input)
+    rewriter.quantize_inputs(keras.tree.flatten(inputs))
+    # The original layers are never called (clone_function keeps them only as graph keys):
+    # the rewriter builds every layer of the new model.
+    new = keras.models.clone_model(functional, input_tensors=inputs,
+                                   clone_function=lambda layer: layer,
+                                   call_function=rewriter.call)
     return keras.Model(new.input, new.output, name=f"{model.name}_qat")
 
 
