@@ -111,17 +111,20 @@ def test_target_rejects_io_types_unknown_target_and_missing_labels(example_model
     assert not (tmp_path / "m.tflite").exists()
 
 
-def test_target_applies_normalization_inside_the_graph(digits_rgb):
-    """A model trained on [-1, 1] inputs gets (pixel / 127.5 - 1) in the graph."""
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
+def test_target_applies_normalization_inside_the_graph(digits_rgb, flavor):
+    """A model trained on [-1, 1] inputs gets (pixel / 127.5 - 1) in the graph, either Keras."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from tflite_opt._keras import keras
+    from tflite_opt._keras import keras, keras3
     from tflite_opt.data.calibration import ImagePreprocessing
 
+    keras = keras3() if flavor == "keras3" else keras
     inputs = keras.Input((32, 32, 3))
     identity = keras.Model(inputs, keras.layers.Flatten()(inputs), name="identity")
     pre = ImagePreprocessing(scale=1 / 127.5, mean=1.0)
     result = convert(identity, "float32", target="mediapipe_image_classifier", preprocessing=pre)
+    assert (result.input_type, result.output_type) == ("uint8", "float32")
     pixels = to_pixels(digits_rgb.x_test[:1])
     it = Interpreter(model_content=result.tflite_bytes)
     it.allocate_tensors()
@@ -146,6 +149,36 @@ def test_convert_cli_target_writes_mediapipe_file(tmp_path, digits_rgb):
     assert "input uint8, output float32" in proc.stdout
     md = read_metadata(out)
     assert md["author"] == "ACME" and md["outputs"][0]["labels"] == NAMES
+
+
+def test_digits_rgb_are_colored_seeded_and_keep_the_split(digits_rgb):
+    from tflite_opt.data.digits import load_digits
+
+    gray = load_digits(image_size=32, seed=0)
+    again = load_digits_rgb(image_size=32, seed=0)
+    np.testing.assert_array_equal(again.x_test, digits_rgb.x_test)  # seeded: same images
+    np.testing.assert_array_equal(digits_rgb.y_test, gray.y_test)  # same split as the gray digits
+    x = digits_rgb.x_train
+    assert x.shape == (1437, 32, 32, 3) and 0.0 <= x.min() and x.max() <= 1.0
+    # Ink and background colors differ per image and per channel: not a gray image thrice.
+    assert np.mean(np.abs(x[..., 0] - x[..., 1]) > 0.05) > 0.3
+    brightest = x.reshape(len(x), -1, 3).max(axis=1)
+    assert np.std(brightest, axis=0).min() > 0.05
+    # The digit stays where it was: the gray image is an affine function of each channel.
+    ink = x[0][gray.x_train[0][..., 0] == 1.0]
+    assert np.allclose(ink, ink[0], atol=1e-6)
+
+
+def test_make_rgb_example_trains_saves_and_writes_mediapipe_file(tmp_path):
+    out, saved = tmp_path / "rgb" / "m.tflite", tmp_path / "m.keras"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_rgb_example.py"),
+                           "--epochs=1", f"--save_model={saved}", f"--output={out}"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert saved.is_file() and "test accuracy: Keras" in proc.stdout
+    md = read_metadata(out)
+    assert md["inputs"][0]["color_space"] == "RGB"
+    assert md["outputs"][0]["labels"] == [str(d) for d in range(10)]
 
 
 def test_pipeline_target_needs_rgb_model_before_training(tmp_path):

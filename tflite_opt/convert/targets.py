@@ -91,9 +91,10 @@ class TargetSpec:
 
 
 def _keras_model(model: Any) -> Any:
-    from tflite_opt._keras import keras
+    from tflite_opt._keras import is_keras3_object, keras, keras3
 
-    if isinstance(model, keras.Model):
+    if isinstance(model, keras.Model) or (is_keras3_object(model) and
+                                          isinstance(model, keras3().Model)):
         return model
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         from tflite_opt.models.loading import load_model, model_format
@@ -101,9 +102,15 @@ def _keras_model(model: Any) -> Any:
         if model_format(model) != "saved_model":
             return load_model(model)
     raise InvalidArgumentError(
-        f"target='mediapipe_image_classifier' needs a tf_keras model or a .keras/.h5 file, got "
+        f"target='mediapipe_image_classifier' needs a Keras model or a .keras/.h5 file, got "
         f"{type(model).__name__} {str(model)[:80]!r}; load the model with tflite_opt.load_model "
-        "(or rebuild it with tf_keras) and pass it")
+        "and pass it")
+
+
+def _shape(tensor: Any) -> tuple:
+    """A Keras tensor's shape as a tuple (tf_keras has TensorShape, Keras 3 a tuple)."""
+    shape = tensor.shape
+    return tuple(shape.as_list()) if hasattr(shape, "as_list") else tuple(shape)
 
 
 def _check_image_classifier(model: Any) -> tuple[int, int]:
@@ -113,7 +120,7 @@ def _check_image_classifier(model: Any) -> tuple[int, int]:
         raise InvalidArgumentError(
             f"{name} has {len(model.inputs)} inputs; MediaPipe's ImageClassifier feeds one image. "
             "Convert a model with a single (height, width, 3) input")
-    shape = tuple(model.inputs[0].shape.as_list()[1:])
+    shape = _shape(model.inputs[0])[1:]
     if len(shape) != 3:
         raise InvalidArgumentError(
             f"{name} takes input of shape {shape}; MediaPipe's ImageClassifier feeds images "
@@ -134,7 +141,7 @@ def _check_image_classifier(model: Any) -> tuple[int, int]:
             f"{name} takes images of any size {shape}; MediaPipe resizes to the model's input "
             "size, which must be fixed: rebuild it with keras.Input((height, width, 3))")
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-        shapes = [tuple(o.shape.as_list()) for o in model.outputs]
+        shapes = [_shape(o) for o in model.outputs]
         raise InvalidArgumentError(
             f"{name} has outputs {shapes}; MediaPipe's ImageClassifier reads one (batch, classes) "
             "score tensor")
@@ -153,23 +160,23 @@ def _prepare_mediapipe_image_classifier(model: Any, representative_data: Any,
                                         num_calibration_samples: int, min_samples: int,
                                         preprocessing: ImagePreprocessing | None,
                                         needs_calibration: bool) -> TargetRequest:
-    from tflite_opt._keras import keras
+    from tflite_opt._keras import is_keras3_object, keras, keras3
 
     model = _keras_model(model)
     height, width = _check_image_classifier(model)
+    keras_module = keras3() if is_keras3_object(model) else keras  # the wrapper uses the model's
     pre = preprocessing or ImagePreprocessing()
     mean = np.broadcast_to(np.asarray(pre.mean, np.float32), (3,))
     std = np.broadcast_to(np.asarray(pre.std, np.float32), (3,))
-    pixels = keras.Input((height, width, 3), dtype="uint8", name="image")
+    pixels = keras_module.Input((height, width, 3), dtype="uint8", name="image")
     # Rescaling casts its uint8 input to float: (pixel * scale - mean) / std in the graph.
-    normalized = keras.layers.Rescaling(scale=pre.scale / std, offset=-mean / std,
-                                        name="normalize")(pixels)
-    wrapped = keras.Model(pixels, model(normalized), name=f"{model.name}_mediapipe")
+    normalized = keras_module.layers.Rescaling(scale=pre.scale / std, offset=-mean / std,
+                                               name="normalize")(pixels)
+    wrapped = keras_module.Model(pixels, model(normalized), name=f"{model.name}_mediapipe")
     calibration = None
     if representative_data is not None and needs_calibration:
-        spec = model.inputs[0]
         samples = load_calibration_data(
-            representative_data, [InputSpec(spec.name.split(":")[0], (height, width, 3))],
+            representative_data, [InputSpec("image", (height, width, 3))],
             num_samples=num_calibration_samples, min_samples=min_samples, preprocessing=pre)[0]
         calibration = _to_pixels(samples, pre)
     return TargetRequest(model=wrapped, representative_data=calibration,
