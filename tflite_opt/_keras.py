@@ -72,8 +72,15 @@ def _pin_tf_keras(tensorflow: ModuleType) -> None:
     """
     for name in _TF_KERAS_ALIASES:
         loader = getattr(tensorflow, name, None)
-        if loader is not None:
+        if loader is None:
+            continue
+        try:
             dir(loader)  # KerasLazyLoader.__dir__ initializes the loader
+        except ImportError:
+            # The user's Keras cannot load here (e.g. KERAS_BACKEND names a backend that is not
+            # installed); it would fail the same way on their first use, and tflite_opt's
+            # tf_keras path does not need it.
+            pass
 
 
 if os.environ.get("TFLITE_OPT_SHOW_TF_IMPORT_LOGS") == "1":

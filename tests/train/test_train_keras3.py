@@ -195,3 +195,25 @@ def test_training_callbacks_of_a_pruned_keras3_model_log_sparsity_in_fit():
                         callbacks=callbacks)
     assert history.history["sparsity"] == [pytest.approx(0.5, abs=1 / (12 * 16))]
     assert callbacks[0].step == 2
+
+
+def test_plan_runs_prune_then_cluster_on_keras3_and_restores_a_finished_run(small_train, tmp_path):
+    from tflite_opt.train import ClusterStage, OptimizationPlan, Recipe
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(name="flatten"),
+                              keras.layers.Dense(24, activation="relu", name="dense1"),
+                              keras.layers.Dense(10, activation="softmax", name="classifier")])
+    recipe = Recipe(stages=(PruneStage(epochs=1, target_sparsity=0.5),
+                            ClusterStage(epochs=1, number_of_clusters=8)))
+    result = OptimizationPlan(recipe).run(model, small_train, verbose=0, checkpoint_dir=tmp_path)
+    assert tflite_opt.keras_flavor(result.model) == "keras3"
+    assert [s.name for s in result.stages] == ["prune", "cluster"]
+    assert result.optimized_layers == ("dense1",)
+    assert result.sparsity == pytest.approx(0.5, abs=1 / (256 * 24))
+    assert result.max_unique_weights <= 8
+    # a rerun with the same recipe and folder restores the final model without training
+    again = OptimizationPlan(recipe).run(model, small_train, verbose=0, checkpoint_dir=tmp_path)
+    assert tflite_opt.keras_flavor(again.model) == "keras3"
+    assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(),
+                                                    again.model.get_weights()))
