@@ -56,6 +56,8 @@ class PipelineConfig:
         target: Make the .tflite files for a runtime profile, e.g.
             ``"mediapipe_image_classifier"`` (uint8 RGB in, float32 scores out; the data's
             [0, 1] images are taken as pixels / 255). Defaults to None.
+        metadata: Embed TFLite metadata (name, normalization, labels) in the .tflite
+            files. Defaults to True.
     """
 
     output_dir: str = "outputs"
@@ -72,6 +74,7 @@ class PipelineConfig:
     verbose: int = 2
     trust_model: bool = False
     target: str | None = None
+    metadata: bool = True
 
     def __post_init__(self):
         for name in ("float_epochs", "batch_size", "num_calibration_samples", "benchmark_runs",
@@ -91,6 +94,9 @@ class PipelineConfig:
             from tflite_opt.convert.targets import Target
 
             Target.parse(self.target)
+            if not self.metadata:
+                raise InvalidArgumentError(f"target={self.target!r} needs the TFLite metadata its "
+                                           "runtime reads; keep metadata=True (drop --nometadata)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,7 +370,7 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
         for name, precision, conversion in conversions:
             filename = f"model_{precision}.tflite"
             path = conversion.save(stage / filename, overwrite=True, labels=labels,
-                                   normalization=normalization)
+                                   normalization=normalization, metadata=config.metadata)
             accuracy = evaluate_tflite(path, x_eval, data.y_test, reference_outputs=reference,
                                        num_threads=config.num_threads)
             latency = benchmark(path, num_runs=config.benchmark_runs, num_threads=config.num_threads)

@@ -108,6 +108,8 @@ def test_target_rejects_io_types_unknown_target_and_missing_labels(example_model
     result = convert(example_model, "float32", target="mediapipe_image_classifier")
     with pytest.raises(DataError, match="needs labels"):
         result.save(tmp_path / "m.tflite")
+    with pytest.raises(InvalidArgumentError, match="needs the TFLite metadata"):
+        result.save(tmp_path / "m.tflite", labels=NAMES, metadata=False)
     assert not (tmp_path / "m.tflite").exists()
 
 
@@ -186,6 +188,9 @@ def test_pipeline_target_needs_rgb_model_before_training(tmp_path):
 
     with pytest.raises(InvalidArgumentError, match="target='mediapipe' is not supported"):
         PipelineConfig(output_dir=str(tmp_path / "a"), target="mediapipe")
+    with pytest.raises(InvalidArgumentError, match="needs the TFLite metadata"):
+        PipelineConfig(output_dir=str(tmp_path / "a"), target="mediapipe_image_classifier",
+                       metadata=False)
     config = PipelineConfig(output_dir=str(tmp_path / "b"), target="mediapipe_image_classifier")
     with pytest.raises(InvalidArgumentError, match="needs an RGB model.*digits_rgb.keras"):
         run_pipeline(config)  # the bundled CNN is grayscale: refused before any training

@@ -38,10 +38,14 @@ flags.DEFINE_enum("target", None, ["mediapipe_image_classifier"], "Make the .tfl
                   "this runtime: 'mediapipe_image_classifier' = MediaPipe Tasks' ImageClassifier "
                   "(needs an RGB --model, e.g. saved_models/digits_rgb.keras; uint8 RGB input, "
                   "the data's [0, 1] images taken as pixels / 255; float32 scores).")
+flags.DEFINE_bool("metadata", True, "Embed TFLite metadata (name, normalization, labels) in the "
+                  ".tflite files; --nometadata to leave it out (not with --target).")
 
 
 def main(argv) -> None:
     _common.reject_extra_args(argv)
+    if FLAGS.target and not FLAGS.metadata:
+        _common.fail(f"--target={FLAGS.target} needs the metadata MediaPipe reads; drop --nometadata")
     from tflite_opt.files import check_output_dir
 
     check_output_dir(FLAGS.output_dir, "--output_dir")  # now, not after the training
@@ -52,7 +56,7 @@ def main(argv) -> None:
         float_epochs=FLAGS.float_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
         num_calibration_samples=FLAGS.num_calibration_samples,
         benchmark_runs=FLAGS.benchmark_runs, num_threads=FLAGS.num_threads, verbose=FLAGS.verbose,
-        trust_model=FLAGS.trust_model, target=FLAGS.target)
+        trust_model=FLAGS.trust_model, target=FLAGS.target, metadata=FLAGS.metadata)
     result = run_pipeline(config)
     headline = result.report["headline"]
     print()

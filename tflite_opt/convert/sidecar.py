@@ -143,7 +143,7 @@ def save_with_sidecar(result: "ConversionResult", path: str | os.PathLike, *, ov
         from tflite_opt.convert.targets import check_save
 
         # The file takes raw pixels (its normalization is in the graph): the app applies none.
-        normalization = check_save(result, label_list)
+        normalization = check_save(result, label_list, metadata)
     if metadata:
         from tflite_opt.convert.metadata import embed_metadata
 

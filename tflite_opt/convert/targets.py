@@ -220,13 +220,17 @@ def prepare_target(target: str | Target, model: Any, *, representative_data: Any
                                    min_samples, preprocessing, needs_calibration)
 
 
-def check_save(result: Any, labels: list[str] | None) -> ImagePreprocessing:
+def check_save(result: Any, labels: list[str] | None, metadata: bool = True) -> ImagePreprocessing:
     """Checks a target's file can be saved as asked; returns the normalization the app applies.
 
     Raises:
         DataError: labels are missing (the target's runtime names categories from them).
+        InvalidArgumentError: ``metadata=False`` (the target's runtime reads it).
     """
     target = Target.parse(result.target)
+    if not metadata:
+        raise InvalidArgumentError(f"target={target.value!r} needs the TFLite metadata its runtime "
+                                   "reads; save with metadata=True (drop --nometadata)")
     if TARGETS[target].requires_labels and not labels:
         raise DataError(
             f"target={target.value!r} needs labels: MediaPipe's ImageClassifier names each "
