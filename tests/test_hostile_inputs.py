@@ -187,6 +187,11 @@ def test_convert_saved_model_converts_from_its_graph_without_running_the_lambda(
                                     "config": "write_file"}}}, ["function"]),
     ({"module": "my_package.layers", "class_name": "Mine", "registered_name": "pkg>Mine",
       "config": {"name": "m"}}, ["Mine"]),
+    # tf_keras' RNN cell wrappers unmarshal a "lambda" dropout/residual function too.
+    ({"class_name": "ResidualWrapper", "config": {
+        "name": "r", "residual_fn": ["4wEA", None, None], "residual_fn_type": "lambda",
+        "cell": {"class_name": "GRUCell", "config": {"name": "g", "units": 2}}}},
+     ["ResidualWrapper"]),
     # tfmot wrappers and tf_keras legacy (no module) configs are Keras' own.
     ({"module": "tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper",
       "class_name": "PruneLowMagnitude", "config": {"name": "prune_low_magnitude_d"}}, []),

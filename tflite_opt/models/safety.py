@@ -99,8 +99,12 @@ def _check_object(node: dict, allowed_names: Collection[str]) -> str | None:
     if class_name in CODE_CARRYING_CLASSES:
         return CODE_CARRYING_CLASSES[class_name]
     config = node.get("config")
-    if isinstance(config, dict) and config.get("function_type") == "lambda":
-        return "its config holds marshalled Python bytecode (function_type: lambda)"
+    if isinstance(config, dict):
+        # Lambda's function_type, and tf_keras' RNN cell wrappers' dropout_fn_type /
+        # residual_fn_type: "lambda" means marshalled bytecode that loading unmarshals.
+        for key, value in config.items():
+            if isinstance(key, str) and key.endswith("_type") and value == "lambda":
+                return f"its config holds marshalled Python bytecode ({_short(key, 40)}: lambda)"
     module = node.get("module")
     if module is not None:
         if not isinstance(module, str):
