@@ -8,7 +8,10 @@ A suite is a module ``benchmarks/suites/<name>.py`` with
 ``run(output_dir: Path, quick: bool = False) -> dict`` returning
 ``{"summary": {...}, "tables": [{"title", "columns", "rows"}], "details": {...}}``.
 Figures that compare variants are taken side by side in one run (ratios), because
-timings on shared machines drift between runs.
+timings on shared machines drift between runs. Each result records the commit and the
+CPU (model and int8-relevant flags) it came from; accuracy is scored on the augmented
+held-out digits (``benchmarks.common.eval_data``). ``benchmarks/readme_table.py``
+regenerates README.md's headline table from the JSON files.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +31,9 @@ from absl import flags  # noqa: E402
 
 from tflite_opt.cli import _common  # noqa: E402
 from tflite_opt.files import atomic_write_json, atomic_write_text  # noqa: E402
+from tflite_opt.runtime.host_cpu import host_cpu  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Order matters for --suite=all: cheap, foundational suites first.
 SUITES = ("pipeline", "train", "convert", "runtime", "compare", "keras3")
@@ -35,6 +42,20 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "pipeline", f"Suite to run: one of {', '.join(SUITES)}, or 'all'.")
 flags.DEFINE_string("output_dir", "benchmark_results", "Folder for NAME.json, NAME.md and plots.")
 flags.DEFINE_bool("quick", False, "Smaller workloads (fewer epochs and runs) for a fast check.")
+
+
+def source_commit() -> dict:
+    """The commit the benchmark code came from, and whether tracked files differed from it."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=30, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def _cell(value) -> str:
@@ -48,8 +69,12 @@ def render_markdown(name: str, result: dict) -> str:
     lines = [f"# Benchmark suite `{name}`", ""]
     env = result.get("environment", {})
     if env:
-        lines += [f"Run on {env.get('machine')} ({env.get('cpu_count')} CPUs), "
-                  f"Python {env.get('python')}, {env.get('date')}; wall {result.get('wall_s', 0):.1f} s.", ""]
+        cpu = env.get("cpu", {}).get("description", env.get("machine"))
+        source = env.get("source", {})
+        commit = (source.get("commit") or "unknown")[:10] + (" + local changes" if source.get("dirty") else "")
+        lines += [f"Run on {cpu}, {env.get('cpu_count')} CPUs, Python {env.get('python')}, "
+                  f"{env.get('date')}, commit {commit}; wall {result.get('wall_s', 0):.1f} s. "
+                  "Latencies are of this CPU.", ""]
     lines += ["## Summary", "", "| key | value |", "|---|---|"]
     lines += [f"| {k} | {_cell(v)} |" for k, v in result.get("summary", {}).items()]
     for table in result.get("tables", []):
@@ -77,6 +102,7 @@ def run_suite(name: str, output_dir: Path, quick: bool = False) -> dict:
     result["environment"] = {
         "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": host_cpu().to_dict(), "source": source_commit(),
     }
     result.setdefault("plots", sorted(p.name for p in output_dir.glob(f"{name}*.png")))
     atomic_write_json(output_dir / f"{name}.json", result)

@@ -18,6 +18,9 @@
    the file encoding): size with and without ``EXPERIMENTAL_SPARSITY``.
 4. **Calibration count.** int8 test accuracy for 10 to 500 calibration samples.
 
+"Test" accuracy is on ``benchmarks.common.eval_data``: 3,240 augmented copies of the
+held-out digits (1,080 with ``quick``), never a training image.
+
 Summary keys (stable): ptq_int8_drop, accuracy_aware_drop, max_accuracy_drop,
 float_layer_fraction (test-set drops, as fractions), plus the details below.
 """
@@ -29,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import example_float_model, tflite_accuracy
+from benchmarks.common import eval_data, example_float_model, tflite_accuracy
 from tflite_opt._keras import keras
 from tflite_opt.convert import Precision, convert, convert_accuracy_aware
-from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes
 from tflite_opt.models.builders import with_activation_outliers
 from tflite_opt.runtime import gzip_size
@@ -52,7 +54,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     start = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    data = load_digits(32)
+    data = eval_data(quick)
     runs = 30 if quick else 200
     model, model_source = example_float_model(data, quick)
     calibration = data.x_train[:200]

@@ -20,7 +20,8 @@ calibration uses the digits images for the CNN and uniform noise for MobileNet.
 Summary keys (stable): digits_int8_speedup_1t, digits_int8_speedup_2t,
 digits_float_fastest, digits_int8_fastest, digits_float_median_us_1t,
 digits_int8_median_us_1t, (full run also mobilenet_* of the same names),
-litert_tool_median_ms, our_median_ms_same_file, cpu_has_avx512_vnni.
+litert_tool_median_ms, our_median_ms_same_file, cpu_has_avx512_vnni, host_int8_dot_product,
+cpu (model name and flags: every latency here is of that CPU).
 """
 
 from __future__ import annotations
@@ -39,19 +40,7 @@ from tflite_opt._keras import keras
 from tflite_opt.data.digits import load_digits
 from tflite_opt.files import atomic_write_bytes
 from tflite_opt.models.builders import digits_cnn, mobilenet_v2
-from tflite_opt.runtime import compare, find_fastest_config, profile_ops
-
-
-def _cpu_flags() -> dict:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    flags_line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    model_line = next((ln for ln in text.splitlines() if ln.startswith("model name")), "")
-    flags = set(flags_line.split(":", 1)[-1].split())
-    return {"cpu": model_line.split(":", 1)[-1].strip(),
-            **{f: f in flags for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}}
+from tflite_opt.runtime import compare, find_fastest_config, host_cpu, profile_ops
 
 
 def _models(quick: bool, folder: Path) -> dict[str, dict[str, Path]]:
@@ -118,9 +107,10 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     num_runs = 100 if quick else 300
-    cpu = _cpu_flags()
-    summary: dict = {"cpu_has_avx512_vnni": bool(cpu.get("avx512_vnni"))}
-    details: dict = {"cpu": cpu, "num_runs": num_runs}
+    cpu = host_cpu()
+    summary: dict = {"cpu_has_avx512_vnni": "avx512_vnni" in cpu.flags,
+                     "host_int8_dot_product": cpu.int8_dot_product, "cpu": cpu.describe()}
+    details: dict = {"cpu": cpu.to_dict(), "num_runs": num_runs}
     compare_rows, fastest_rows, profile_rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         files = _models(quick, Path(tmp))
@@ -174,7 +164,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
             details["litert_tool_file"] = largest.name
     plot = _plot(compare_rows, output_dir)
     tables = [
-        {"title": "float vs int8, interleaved (us)",
+        {"title": f"float vs int8, interleaved (us, on {cpu.describe()})",
          "columns": ["model", "precision", "threads", "min", "median", "max", "p90", "bytes",
                      "float/int8 median", "difference beyond noise"],
          "rows": compare_rows,
