@@ -98,6 +98,13 @@ def test_target_one_channel_model_says_build_on_rgb():
                                                     r"model on RGB input, or add the channel "
                                                     r"conversion as its first layer"):
         convert(gray, "float32", target="mediapipe_image_classifier")
+    # The fix the message gives: a fixed 1x1 conv from RGB to gray in front of the model.
+    rgb = keras.Input((16, 16, 3))
+    to_gray = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="to_gray")
+    fixed = keras.Model(rgb, gray(to_gray(rgb)), name="fixed")
+    to_gray.set_weights([np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 1, 3, 1)])
+    result = convert(fixed, "float32", target="mediapipe_image_classifier")
+    assert (result.input_type, result.output_type) == ("uint8", "float32")
 
 
 def test_target_rejects_io_types_unknown_target_and_missing_labels(example_model, tmp_path):

@@ -130,8 +130,10 @@ def _check_image_classifier(model: Any) -> tuple[int, int]:
         raise InvalidArgumentError(
             f"{name} takes 1-channel (grayscale) images {shape}, but MediaPipe's ImageClassifier "
             "feeds RGB images (height x width x 3). Build the model on RGB input, or add the "
-            "channel conversion as its first layer: rgb = keras.Input((H, W, 3)); "
-            "model = keras.Model(rgb, model(keras.layers.Lambda(tf.image.rgb_to_grayscale)(rgb)))")
+            "channel conversion as its first layer: rgb = keras.Input((H, W, 3)); gray = "
+            "keras.layers.Conv2D(1, 1, use_bias=False, trainable=False)(rgb) with its kernel set "
+            "to [0.299, 0.587, 0.114] (a fixed 1x1 conv saves and loads safely, a Lambda does "
+            "not); model = keras.Model(rgb, model(gray))")
     if channels != 3:
         raise InvalidArgumentError(
             f"{name} takes {channels}-channel images {shape}; MediaPipe's ImageClassifier feeds "
