@@ -304,6 +304,17 @@ def test_batch_norm_that_cannot_be_folded_is_refused_by_name():
     assert isinstance(qat.get_layer("lonely_bn"), keras.layers.BatchNormalization)
 
 
+def test_wrapped_model_is_refused_and_the_public_entry_point_strips_it(float_model):
+    import tflite_opt
+    from tflite_opt.train.keras3.quant_layers import QuantizedConv2D
+
+    pruned = tflite_opt.prune(float_model, 0.5, end_step=10)
+    with pytest.raises(UnsupportedLayerError, match=r"\(PruneLowMagnitude\).*tflite_opt.strip"):
+        quantize_aware_keras3(pruned)
+    qat = tflite_opt.quantize_aware(pruned, "pqat")
+    assert isinstance(qat.get_layer("conv2"), QuantizedConv2D)
+
+
 @pytest.mark.parametrize("bad, error", [
     (dict(scheme="int4"), InvalidArgumentError),
     (dict(policy=LayerPolicy(skip=("nope",))), InvalidArgumentError),

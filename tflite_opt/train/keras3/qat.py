@@ -118,11 +118,10 @@ def quantize_aware_keras3(model: keras.Model, scheme: str = "default",
     if missing:
         raise InvalidArgumentError(f"policy.skip names layer {missing[0]!r}, which is not in "
                                    f"model {model.name!r}")
-    graph = _Graph(model)
-    plan = _plan(graph, set(policy.skip))
-    rewriter = _Rewriter(plan, KERAS3_QAT_SCHEMES[scheme])
     functional = (keras.Model(model.inputs[0], model.outputs[0], name=model.name)
                   if isinstance(model, keras.Sequential) else model)
+    plan = _plan(_Graph(functional), set(policy.skip))
+    rewriter = _Rewriter(plan, KERAS3_QAT_SCHEMES[scheme])
     inputs = keras.tree.map_structure(
         lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), functional.input)
     rewriter.quantize_inputs(keras.tree.flatten(inputs))
@@ -153,35 +152,51 @@ def _check_model(model: Any) -> None:
 
 
 class _Graph:
-    """Producers and consumers of each layer of a Functional or Sequential Keras 3 model."""
+    """Producers and consumers of each layer, within one Functional model's graph.
+
+    A layer also used by another model (a copy that shares it) has nodes of that model too;
+    only the nodes of this graph (the ones ``clone_model`` walks) count.
+    """
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model
-        self.layers = {layer.name: layer for layer in model.layers}
-        members = set(map(id, model.layers))
+        graph_nodes = {id(node) for nodes in model._nodes_by_depth.values()  # noqa: SLF001
+                       for node in nodes}
         self.consumers: dict[str, list[keras.layers.Layer]] = {}
+        self.layer_outputs: dict[str, set[int]] = {}
+        self.calls: dict[str, Any] = {}  # layer name -> its node in this graph
         for layer in model.layers:
             if isinstance(layer, keras.Model):
                 raise UnsupportedLayerError(
                     f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, which "
                     "Keras 3 QAT does not rewrite; build the outer model from its layers "
                     "(call the inner layers on the outer tensors) instead")
-            inbound = [n for n in layer._inbound_nodes  # noqa: SLF001 - Keras 3 graph links
-                       if all(id(p.operation) in members or isinstance(
-                           p.operation, keras.layers.InputLayer) for p in n.parent_nodes)]
-            if len(inbound) > 1:
+            calls = [n for n in layer._inbound_nodes if id(n) in graph_nodes]  # noqa: SLF001
+            if len(calls) > 1:
                 raise UnsupportedLayerError(
-                    f"layer {layer.name!r} ({type(layer).__name__}) is called {len(inbound)} "
+                    f"layer {layer.name!r} ({type(layer).__name__}) is called {len(calls)} "
                     "times (a shared layer); Keras 3 QAT needs one call per layer: use a "
                     "separate layer for each call")
             self.consumers[layer.name] = [n.operation for n in layer._outbound_nodes  # noqa: SLF001
-                                          if id(n.operation) in members]
+                                          if id(n) in graph_nodes]
+            self.layer_outputs[layer.name] = {id(t) for node in calls for t in node.outputs}
+            if calls:
+                self.calls[layer.name] = calls[0]
         self.output_ids = {id(t) for t in model.outputs}
+
+    def rank(self, layer: keras.layers.Layer, which: str = "outputs") -> int:
+        """Rank of the layer's (first) output or input tensor in this graph."""
+        node = self.calls[layer.name]
+        tensors = node.outputs if which == "outputs" else node.input_tensors
+        return len(tensors[0].shape)
+
+    def channels_in(self, layer: keras.layers.Layer) -> int:
+        return int(self.calls[layer.name].input_tensors[0].shape[-1])
 
     def sole_consumer(self, layer: keras.layers.Layer) -> keras.layers.Layer | None:
         """The one layer reading ``layer``'s output, if it is read once and is no model output."""
         consumers = self.consumers.get(layer.name, [])
-        if len(consumers) != 1 or id(layer.output) in self.output_ids:
+        if len(consumers) != 1 or self.layer_outputs[layer.name] & self.output_ids:
             return None
         return consumers[0]
 
@@ -192,6 +207,7 @@ class _KernelPlan:
     batch_norm: keras.layers.BatchNormalization | None = None
     activation: str = "linear"  # fused: linear, relu, relu6
     after: str | None = None  # a fixed-range activation applied after the fake-quant
+    channels: int | None = None  # input channels (a Rescaling rewritten as a depthwise conv)
 
 
 def _plan(graph: _Graph, skip: set[str]) -> dict[str, Any]:
@@ -214,9 +230,9 @@ def _plan(graph: _Graph, skip: set[str]) -> dict[str, Any]:
                 f"skip=({layer.name!r},)) to keep it in float (int8 conversion then needs "
                 "representative data)")
         elif isinstance(layer, keras.layers.Rescaling):
-            if len(layer.input.shape) != 4:
+            if graph.rank(layer, "inputs") != 4:
                 raise _unsupported(layer, "Keras 3 QAT rewrites Rescaling on images (rank 4) only")
-            plan[layer.name] = "rescaling"
+            plan[layer.name] = _KernelPlan(layer, channels=graph.channels_in(layer))
         elif isinstance(layer, QUANTIZED_OUTPUT_LAYERS):
             if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
                 activation = _activation_name(layer)
@@ -226,6 +242,11 @@ def _plan(graph: _Graph, skip: set[str]) -> dict[str, Any]:
                     plan[layer.name] = "same_range"  # the converter sets its output range
                     continue
             plan[layer.name] = "quantized_output"
+        elif isinstance(layer, keras.layers.Wrapper):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({type(layer).__name__}) is a wrapper (pruning or "
+                "clustering); strip the model first with tflite_opt.strip(model), or call "
+                "tflite_opt.quantize_aware(model, ...), which strips it for you")
         else:
             raise _unsupported(layer, "Keras 3 QAT has no int8 rewrite for this class")
     return plan
@@ -243,7 +264,7 @@ def _kernel_plan(graph: _Graph, layer: keras.layers.Layer, skip: set[str],
     if activation == "linear":
         after = graph.sole_consumer(layer)
         if (isinstance(after, keras.layers.BatchNormalization) and after.name not in skip
-                and after.axis in (-1, len(layer.output.shape) - 1)):
+                and after.axis in (-1, graph.rank(layer) - 1)):
             result.batch_norm = after
             plan[after.name] = "folded"
             tail = after
@@ -307,8 +328,6 @@ class _Rewriter:
         role = self.plan[layer.name]
         if role == "folded":
             return args[0]  # computed inside the kernel layer before it
-        if role == "rescaling":
-            role = _KernelPlan(layer)
         if isinstance(role, _KernelPlan):
             outputs = self._kernel_layer(role)(args[0])
             outputs = ActivationFakeQuant(name=f"{layer.name}_act_quant")(outputs)
@@ -326,7 +345,7 @@ class _Rewriter:
 
     def _kernel_layer(self, kernel_plan: _KernelPlan) -> keras.layers.Layer:
         if isinstance(kernel_plan.layer, keras.layers.Rescaling):
-            return _rescaling_as_depthwise(kernel_plan.layer)
+            return _rescaling_as_depthwise(kernel_plan.layer, kernel_plan.channels)
         layer, bn = kernel_plan.layer, kernel_plan.batch_norm
         kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float32)
         structure = KernelStructure.from_kernel(kernel, self.scheme.keep_zeros,
@@ -365,14 +384,13 @@ class _Rewriter:
         return quantized
 
 
-def _rescaling_as_depthwise(layer: keras.layers.Rescaling) -> keras.layers.Layer:
+def _rescaling_as_depthwise(layer: keras.layers.Rescaling, channels: int) -> keras.layers.Layer:
     """``x * scale + offset`` as a 1x1 depthwise convolution: one int8 DEPTHWISE_CONV_2D.
 
     The converter leaves a Rescaling's MUL/ADD in float (its constants carry no int8 range),
     with a DEQUANTIZE/QUANTIZE pair around them; per channel, ``scale`` is the one kernel
     value (exact in int8: it is the channel's range) and ``offset`` the bias.
     """
-    channels = int(layer.input.shape[-1])
     scale = np.broadcast_to(np.asarray(keras.ops.convert_to_numpy(layer.scale), np.float32),
                             (channels,))
     offset = np.broadcast_to(np.asarray(keras.ops.convert_to_numpy(layer.offset), np.float32),
