@@ -72,7 +72,8 @@ def _compare(s: dict) -> str:
     return (f"best tflite_opt recipe ({name(s['ours_best_variant'])}) "
             f"{s['ours_vs_baseline_gzip_ratio']:.2f}x the gzip size of the best hand-written baseline "
             f"({name(s['baseline_best_variant'])}); accuracy {_pct(s['ours_best_accuracy'])} vs "
-            f"{_pct(s['baseline_best_accuracy'])} (3 seeds each), ours minus baseline "
+            f"{_pct(s['baseline_best_accuracy'])} (trained variants: mean of "
+            f"{s['seeds_per_trained_variant']} seeds), ours minus baseline "
             f"{s['ours_minus_baseline_accuracy_points']:+.2f} points, 95% CI "
             f"[{s['ours_minus_baseline_ci95_low']:+.2f}, {s['ours_minus_baseline_ci95_high']:+.2f}] "
             f"(paired, {s['eval_images']:,} images): {s['ours_vs_baseline_verdict']}")

@@ -89,8 +89,12 @@ def render_markdown(name: str, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_suite(name: str, output_dir: Path, quick: bool = False) -> dict:
-    """Runs one suite, writes NAME.json and NAME.md, and returns its result."""
+def run_suite(name: str, output_dir: Path, quick: bool = False, source: dict | None = None) -> dict:
+    """Runs one suite, writes NAME.json and NAME.md, and returns its result.
+
+    ``source`` is the commit the code came from (``source_commit()``, taken when the run began:
+    other commits may land while a long run goes on).
+    """
     if name not in SUITES:
         _common.fail(f"--suite={name!r} is not a suite; choose one of {', '.join(SUITES)} or 'all'")
     module = importlib.import_module(f"benchmarks.suites.{name}")
@@ -102,7 +106,7 @@ def run_suite(name: str, output_dir: Path, quick: bool = False) -> dict:
     result["environment"] = {
         "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cpu": host_cpu().to_dict(), "source": source_commit(),
+        "cpu": host_cpu().to_dict(), "source": source or source_commit(),
     }
     result.setdefault("plots", sorted(p.name for p in output_dir.glob(f"{name}*.png")))
     atomic_write_json(output_dir / f"{name}.json", result)
@@ -116,7 +120,8 @@ def main(argv) -> None:
     output_dir = Path(FLAGS.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     names = SUITES if FLAGS.suite == "all" else (FLAGS.suite,)
-    results = {name: run_suite(name, output_dir, FLAGS.quick) for name in names}
+    source = source_commit()
+    results = {name: run_suite(name, output_dir, FLAGS.quick, source) for name in names}
     if FLAGS.suite == "all":
         text = "\n".join(render_markdown(n, r) for n, r in results.items())
         atomic_write_text(output_dir / "summary.md", text)

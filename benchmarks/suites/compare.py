@@ -24,7 +24,7 @@ file: sparsity and values per channel of its large kernels.
 Summary keys (stable): baseline_best_gzip_bytes, baseline_best_accuracy,
 ours_best_gzip_bytes, ours_best_accuracy, ours_vs_baseline_gzip_ratio, wall_s,
 eval_images, ours_minus_baseline_accuracy_points, ours_minus_baseline_ci95_low,
-ours_minus_baseline_ci95_high (points), ours_vs_baseline_verdict, cpu.
+ours_minus_baseline_ci95_high (points), ours_vs_baseline_verdict, seeds_per_trained_variant, cpu.
 """
 
 from __future__ import annotations
@@ -391,6 +391,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                                         if ours_best and baseline_best else None),
         # Paired on the same images, over seeds on both sides (points).
         "eval_images": len(data.y_test),
+        "seeds_per_trained_variant": len(seeds),
         "ours_minus_baseline_accuracy_points": headline and 100 * headline.difference,
         "ours_minus_baseline_ci95_low": headline and 100 * headline.ci95_low,
         "ours_minus_baseline_ci95_high": headline and 100 * headline.ci95_high,
