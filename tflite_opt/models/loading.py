@@ -44,6 +44,9 @@ def model_format(path: str | os.PathLike) -> str:
                          ".keras, .h5, .hdf5, or a SavedModel folder")
 
 
+_MAX_METADATA_BYTES = 1 << 20
+
+
 def saved_keras_version(path: str | os.PathLike, fmt: str) -> str:
     """The Keras version that saved a model file (``""`` when the file does not say).
 
@@ -59,7 +62,13 @@ def saved_keras_version(path: str | os.PathLike, fmt: str) -> str:
             with zipfile.ZipFile(path) as archive:
                 if "metadata.json" not in archive.namelist():
                     return ""
-                return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+                # A few hundred bytes in a real file; never read what the header merely claims.
+                with archive.open("metadata.json") as member:
+                    text = member.read(_MAX_METADATA_BYTES + 1)
+                if len(text) > _MAX_METADATA_BYTES:
+                    raise ValueError(f"metadata.json is larger than {_MAX_METADATA_BYTES} bytes")
+                metadata = json.loads(text)
+                return str(metadata.get("keras_version", "")) if isinstance(metadata, dict) else ""
         if fmt == "h5":
             import h5py
 
