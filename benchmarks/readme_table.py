@@ -79,9 +79,17 @@ def _compare(s: dict) -> str:
             f"(paired, {s['eval_images']:,} images): {s['ours_vs_baseline_verdict']}")
 
 
+def _keras3(s: dict) -> str:
+    return (f"same prune -> cluster -> PCQAT recipe: Keras 3 int8 {_pct(s['keras3_int8_accuracy'])} vs "
+            f"tf_keras {_pct(s['tf_keras_int8_accuracy'])}, gzip {s['gzip_ratio_keras3_vs_tf_keras']:.3f}x; "
+            f"MobileNetV2 (Keras 3) int8 file: {s['float_ops_in_int8_file']} float ops, sparsity "
+            f"{s['mobilenet_sparsity']:.2f}, at most {s['mobilenet_max_unique_per_channel']} values per "
+            "channel")
+
+
 ROWS: dict[str, Callable[[dict], str]] = {
     "pipeline": _pipeline, "train": _train, "convert": _convert, "runtime": _runtime,
-    "compare": _compare,
+    "compare": _compare, "keras3": _keras3,
 }
 
 
