@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -195,8 +196,26 @@ def test_no_gradient_warning_dropped_only_when_it_lists_only_cqat_kernels(stages
     assert [r.args[0] for r in records] == [[kernel, "my_layer/scale:0"]]
 
 
-def test_strip_returns_qat_model_as_is_and_quantize_aware_rejects_it(stages):
-    qat = tflite_opt.quantize_aware(stages["no_bn"].pruned_clustered, scheme="pcqat")
+def test_quantize_aware_on_unclustered_model_warns_once_naming_layers_and_fix(stages):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tflite_opt.quantize_aware(stages["no_bn"].float, scheme="cqat")
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if m.startswith("No clustering performed")]  # tfmot's, per layer
+    messages = [m for m in messages if m.startswith("quantize_aware(")]
+    assert len(messages) == 1, messages
+    assert "conv2, conv3, dense1" in messages[0] and "scheme='default'" in messages[0]
+    assert "tflite_opt.cluster" in messages[0]
+
+
+def test_readme_chain_quantize_aware_is_quiet_and_strip_returns_qat_model_as_is(stages, caplog):
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qat = tflite_opt.quantize_aware(stages["no_bn"].pruned_clustered, scheme="pcqat")
+    # conv1 and the classifier (skipped by the policy) have no zeros: expected, not reported.
+    assert not [w for w in caught if str(w.message).startswith(("quantize_aware(", "No clustering"))]
+    assert "does not contain zero weights" not in caplog.text
     assert tflite_opt.strip(qat) is qat
     with pytest.raises(InvalidArgumentError, match="already quantization-aware.*quant_"):
         tflite_opt.quantize_aware(qat, scheme="pcqat")

@@ -9,76 +9,21 @@ Schemes (a registry, so tests loop over them):
 
 The QAT model is what goes to the TFLite converter; there is nothing to strip.
 
-Under ``cqat``/``pcqat`` the kernel variable of each clustered layer gets no gradient (tfmot
-trains a copy of it and writes the clustered result back), and tf_keras then warns "Gradients
-do not exist for variables [...]" at every trace of the train step (every step under
-``run_eagerly``). Nothing in the user's script can change that, so :func:`quantize_aware`
-registers those kernels with one filter on the ``tensorflow`` logger, which drops the warning
-only when every variable it lists is such a kernel of a live QAT model; any other variable
-without a gradient (a real problem) is still reported.
+What tfmot prints while a (P)CQAT model is built and trained is handled in
+:mod:`tflite_opt.train.qat_warnings`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
-import weakref
 from typing import Any, Callable, Iterator
 
 from tflite_opt._keras import keras, tf
 from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
 from tflite_opt.train.layers import check_graph_model, deep_copy, tfmot
-
-
-class _ClusteredKernelsWithoutGradient(logging.Filter):
-    """Drops tf_keras's "Gradients do not exist" warning when it lists only (P)CQAT kernels.
-
-    tfmot's cluster-preserving quantizer trains ``ori_weights_vars_tf`` and the centroids and
-    assigns their clustered product to the kernel in the forward pass, so the kernel variable
-    never has a gradient. Models are held weakly: the filter forgets a model when it is freed.
-    """
-
-    PREFIX = "Gradients do not exist for variables"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._kernels: "weakref.WeakKeyDictionary[keras.Model, frozenset[str]]" = (
-            weakref.WeakKeyDictionary())
-
-    def register(self, model: keras.Model) -> None:
-        """Records the kernels of ``model`` that (P)CQAT overwrites (nothing if none)."""
-        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-            cluster_preserve_quantize_registry as cpr,
-        )
-
-        names = frozenset(
-            weight.name for layer in model.layers
-            for weight, _quantizer, variables in getattr(layer, "_weight_vars", ())
-            if cpr.CLUSTER_CENTROIDS in variables)
-        if names:
-            self._kernels[model] = names
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIX)):
-            return True
-        listed = record.args[0] if isinstance(record.args, tuple) and record.args else None
-        if not isinstance(listed, (list, tuple)) or not listed:
-            return True
-        expected = frozenset().union(*self._kernels.values())
-        return not set(listed) <= expected
-
-
-_NO_GRADIENT_FILTER = _ClusteredKernelsWithoutGradient()
-
-
-def _quiet_clustered_kernel_gradients(model: keras.Model) -> keras.Model:
-    """Registers ``model``'s (P)CQAT kernels with the filter (installed once on first use)."""
-    logger = logging.getLogger("tensorflow")  # the logger tf_keras's optimizers warn through
-    if _NO_GRADIENT_FILTER not in logger.filters:
-        logger.addFilter(_NO_GRADIENT_FILTER)
-    _NO_GRADIENT_FILTER.register(model)
-    return model
+from tflite_opt.train.qat_warnings import (quiet_clustered_kernel_gradients,
+                                           silence_tfmot_build_notes, warn_unpreserved_layers)
 
 
 def _default_scheme(per_channel: bool = False) -> Any:
@@ -287,7 +232,8 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
     still quantizes them from calibration data. Train the result with your own ``compile`` and
     ``fit``, then pass it to ``export`` as it is. Under ``cqat``/``pcqat``, tf_keras's warning
     that the clustered kernels have no gradient (expected: tfmot writes them) is filtered for
-    this model only (see the module docstring).
+    this model only, and tfmot's per-layer build notes become one warning, only when a layer
+    keeps nothing the scheme preserves (see :mod:`tflite_opt.train.qat_warnings`).
 
     Args:
         model: A built Sequential or Functional tf_keras model.
@@ -366,8 +312,8 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
     try:
         with q.quantize_scope():
             tfmot_scheme = QAT_SCHEMES[scheme](per_channel_clusters)
-            with _concat_inputs_use(tfmot_scheme):
-                return _quiet_clustered_kernel_gradients(q.quantize_apply(annotated, tfmot_scheme))
+            with _concat_inputs_use(tfmot_scheme), silence_tfmot_build_notes():
+                qat_model = q.quantize_apply(annotated, tfmot_scheme)
     except RuntimeError as exc:
         match = re.search(r"Layer (\S+):<class '([^']+)'> is not supported", str(exc))
         if not match:
@@ -378,6 +324,8 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
             f"skip=[{name!r}] (recipe policy.skip) to keep it in float, or annotate it with "
             "tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=...) "
             "inside a quantize_scope") from exc
+    warn_unpreserved_layers(qat_model, scheme)
+    return quiet_clustered_kernel_gradients(qat_model)
 
 
 def is_quantize_aware(model: keras.Model) -> bool:
