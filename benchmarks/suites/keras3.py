@@ -192,6 +192,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "tf_keras_plan_seconds": round(k2["plan_seconds"], 1),
         "mobilenet_sparsity": (None if mobile["file_sparsity"] is None
                                else round(mobile["file_sparsity"], 4)),
+        # verify_tflite, evaluate_tflite and benchmark raise on a failure, so reaching this
+        # line means all three ran on the MobileNetV2 int8 file.
         "mobilenet_runtime_checks": "passed",
     }
     rows = [[flavor, round(p["float_keras_accuracy"], 4), round(p["int8_accuracy"], 4),
