@@ -113,6 +113,11 @@ CASES = [
          lambda d: ["--precision=int8", "--representative_data={calib}", "--quant_report",
                     "--output", str(_write(d / "m.quant_report.md", b"old report").parent / "m.tflite")],
          "m.quant_report.md already exist"),
+    Case("convert-eval-labels-inf", "convert",
+         lambda d: ["--precision=int8", "--representative_data={calib}", "--max_accuracy_drop=0.01",
+                    "--eval_data", str(_npz(d / "eval.npz", x=np.zeros((4, 8, 8, 1), np.float32),
+                                            y=np.array([0, 1, np.inf, 2])))],
+         "eval_data y must hold finite numbers"),
     # inspect / benchmark: --output never replaces a model or its sidecar.
     Case("inspect-output-is-model", "inspect", lambda d: ["--model={tflite}", "--output={tflite}"],
          "is the input file"),

@@ -193,6 +193,9 @@ def load_evaluation_data(source: Any, argument: str = "eval_data") -> tuple[np.n
         raise DataError(f"{argument} has {len(x)} inputs but {len(y)} labels; they must match")
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         raise DataError(f"{argument} x contains NaN or inf values; clean the data first")
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)):
+        raise DataError(f"{argument} y must hold finite numbers (class indices or one-hot rows), "
+                        f"got {y.dtype} with NaN, inf or non-numbers; clean the labels first")
     return x, y
 
 
