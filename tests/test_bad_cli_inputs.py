@@ -4,7 +4,8 @@ Table-driven over the four scripts. Each case gets a folder of its own inputs; a
 run the folder must hold exactly the same files with the same bytes (no output, no orphan
 sidecar, the model untouched). Importing TensorFlow costs ~5 s a process, so the cases
 of one script run in one child process that calls the script's ``main`` in-process,
-resetting the flags between cases (absl refuses the scripts' flags in one process).
+resetting the flags between cases (absl refuses two scripts' flags in one process), and
+the four children run at once.
 """
 
 from __future__ import annotations
@@ -182,50 +183,49 @@ def _snapshot(folder: Path) -> dict[str, str]:
             if p.is_file() else "dir" for p in sorted(folder.rglob("*"))}
 
 
-def _run_script(script: str, cases: list[Case], tmp_path: Path, inputs: dict) -> dict:
-    """Prepares each case's folder, runs them all in one child process, returns per-case facts."""
+def _prepare(case: Case, root: Path, inputs: dict, stack: contextlib.ExitStack) -> dict:
+    """Writes the case's inputs into its own folder; returns its argv, folder and snapshot."""
     from tflite_opt.files import lock_output_dir
 
-    argvs, folders, snapshots, datas = [], [], [], []
-    watched = [inputs["model"], inputs["tflite"], inputs["tflite_json"]]
-    before_inputs = {str(p): p.read_bytes() for p in watched}
-    with contextlib.ExitStack() as stack:
-        for case in cases:
-            folder = tmp_path / case.id
-            folder.mkdir()
-            if case.id == "optimize-output-dir-in-use":  # a first run holds the folder
-                stack.enter_context(lock_output_dir(folder / "out"))
-            args = DEFAULT_FLAGS[script] + case.make(folder)
-            data = folder / "data.npz" if (folder / "data.npz").exists() else _data(folder / "ok")
-            names = {**{k: str(v) for k, v in inputs.items()}, "out": str(folder / "out.tflite"
-                     if script == "convert" else folder / "out"), "data": str(data)}
-            # Later flags win in absl, so a case's own --output/--data replaces the default.
-            argvs.append([a.format(**names) for a in args])
-            folders.append(folder)
-            datas.append(str(data))
-            snapshots.append(_snapshot(folder))
-        cases_file, results_file = tmp_path / f"{script}_cases.json", tmp_path / f"{script}_results.json"
-        cases_file.write_text(json.dumps(argvs))
-        code = RUNNER.format(root=str(REPO_ROOT), script=script, cases=str(cases_file),
-                             results=str(results_file))
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=600, cwd=REPO_ROOT)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results = json.loads(results_file.read_text())
-        after = [_snapshot(folder) for folder in folders]
-    assert {str(p): p.read_bytes() for p in watched} == before_inputs, "an input file changed"
-    return {case.id: dict(result, before=snap, after=aft, data=argv_data)
-            for case, result, snap, aft, argv_data in zip(cases, results, snapshots, after, datas)}
+    folder = root / case.id
+    folder.mkdir()
+    if case.id == "optimize-output-dir-in-use":  # a first run holds the folder
+        stack.enter_context(lock_output_dir(folder / "out"))
+    args = DEFAULT_FLAGS[case.script] + case.make(folder)
+    data = folder / "data.npz" if (folder / "data.npz").exists() else _data(folder / "ok")
+    out = folder / ("out.tflite" if case.script == "convert" else "out")
+    names = {**{k: str(v) for k, v in inputs.items()}, "out": str(out), "data": str(data)}
+    # Later flags win in absl, so a case's own --output/--data replaces the default.
+    return {"argv": [a.format(**names) for a in args], "folder": folder, "data": str(data),
+            "before": _snapshot(folder)}
 
 
 @pytest.fixture(scope="module")
 def outcomes(inputs, tmp_path_factory) -> dict:
-    """Every case's exit code, stderr and folder snapshots, one child process per script."""
+    """Every case's exit code, stderr and folder snapshots; one child process per script,
+    the four running at once."""
     root = tmp_path_factory.mktemp("cases")
+    watched = [inputs["model"], inputs["tflite"], inputs["tflite_json"]]
+    before_inputs = {str(p): p.read_bytes() for p in watched}
     found: dict = {}
-    for script in DEFAULT_FLAGS:
-        cases = [c for c in CASES if c.script == script]
-        found.update(_run_script(script, cases, root, inputs))
+    with contextlib.ExitStack() as stack:
+        found = {case.id: _prepare(case, root, inputs, stack) for case in CASES}
+        procs = {}
+        for script in DEFAULT_FLAGS:
+            ids = [c.id for c in CASES if c.script == script]
+            cases_file, results_file = root / f"{script}_cases.json", root / f"{script}_results.json"
+            cases_file.write_text(json.dumps([found[i]["argv"] for i in ids]))
+            code = RUNNER.format(root=str(REPO_ROOT), script=script, cases=str(cases_file),
+                                 results=str(results_file))
+            procs[script] = (ids, results_file, subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, cwd=REPO_ROOT))
+        for script, (ids, results_file, proc) in procs.items():
+            _, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, f"{script}: {stderr[-3000:]}"
+            for case_id, result in zip(ids, json.loads(results_file.read_text())):
+                found[case_id].update(result, after=_snapshot(found[case_id]["folder"]))
+    assert {str(p): p.read_bytes() for p in watched} == before_inputs, "an input file changed"
     return found
 
 
