@@ -165,6 +165,28 @@ def test_cqat_centroids_train_while_the_assignment_stays(float_model, digits16):
     assert not np.allclose(np.unique(kernel), np.unique(before))
 
 
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
+def test_both_kerases_give_the_same_full_int8_file_through_quantize_aware(flavor, digits16):
+    """The public entry point on either Keras: same compute ops, all int8, same weight sizes."""
+    import tflite_opt
+    from tflite_opt.runtime import inspect_model
+
+    if flavor == "tf_keras":
+        from tflite_opt.models.builders import digits_cnn as build
+    else:
+        build = digits_cnn_keras3
+    _seed()
+    qat = tflite_opt.quantize_aware(build((16, 16, 1), width=8, dense_units=32), "default")
+    qat(digits16.x_train[:64], training=True)  # activation ranges from one batch
+    info = _assert_full_int8(_convert(qat), {"CONV_2D", "MAX_POOL_2D", "RESHAPE",
+                                             "FULLY_CONNECTED", "SOFTMAX"})
+    assert {op: n for op, n in info.op_counts.items() if op not in SHAPE_OPS} == {
+        "CONV_2D": 3, "MAX_POOL_2D": 2, "RESHAPE": 1, "FULLY_CONNECTED": 2, "SOFTMAX": 1}
+    sizes = sorted(w["num_elements"] for w in info.weights
+                   if w.get("role") == "weight" and w["dtype"] == "int8")
+    assert sizes == [72, 320, 1152, 4608, 16384]  # conv1, classifier, conv2, conv3, dense1
+
+
 def test_kernel_structure_reads_zeros_and_shared_values():
     kernel = np.array([[0.0, 0.5], [0.5, -1.0]], np.float32)
     both = KernelStructure.from_kernel(kernel, keep_zeros=True, keep_clusters=True)
