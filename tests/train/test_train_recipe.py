@@ -58,7 +58,7 @@ def test_repo_recipe_files_load_and_default_yaml_is_default():
     (lambda d: d["stages"][0].update(target_sparsity=-0.1), "target_sparsity"),
     (lambda d: d["stages"][1].update(number_of_clusters=1), "number_of_clusters"),
     (lambda d: d["stages"][2].update(scheme="fancy"), "scheme"),
-    (lambda d: d["stages"][0].update(type="distill"), "type"),
+    (lambda d: d["stages"][0].update(type="teleport"), "type"),
     (lambda d: d["policy"].update(sparsity={"dense1": 2.0}), "dense1"),
     (lambda d: d.update(precision="int4"), "precision"),
     (lambda d: d["stages"][0].update(epochs=0), "epochs"),

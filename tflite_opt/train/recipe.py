@@ -1,6 +1,6 @@
 """Recipes: the data that says which optimization stages run, in which order, with what settings.
 
-A recipe is a list of stages (``prune``, ``cluster``, ``qat``) plus a per-layer policy and the
+A recipe is a list of stages (``distill``, ``prune``, ``cluster``, ``qat``) plus a per-layer policy and the
 target precision of the final ``.tflite``. It round-trips through JSON/YAML so that the exact
 recipe is saved next to the model it produced.
 
@@ -11,7 +11,8 @@ Example recipe file (YAML)::
     stages:
       - {type: prune, epochs: 4, learning_rate: 0.001, target_sparsity: 0.75}
       - {type: cluster, epochs: 2, learning_rate: 0.0001, number_of_clusters: 16}
-      - {type: qat, epochs: 2, learning_rate: 0.0001, scheme: pcqat}
+      - {type: qat, epochs: 2, learning_rate: 0.0001, scheme: pcqat,
+         distill: {alpha: 0.5, temperature: 3.0}}   # the float model teaches the QAT model
 """
 
 from __future__ import annotations
@@ -81,6 +82,34 @@ def _check_choice(source: str | None, key: str, value: Any, choices: tuple[str, 
 
 
 @dataclasses.dataclass(frozen=True)
+class SelfDistill:
+    """The ``distill:`` key of a prune/cluster/qat stage: the float model, frozen, teaches its
+    compressed version during the stage (see ``tflite_opt.train.distill``).
+
+    Args:
+        alpha: Weight of the hard-label loss in [0, 1]; ``1 - alpha`` weighs the teacher's soft
+            targets. Defaults to 0.5.
+        temperature: Softmax temperature of the soft targets, in (0, 100]. Defaults to 3.0.
+    """
+
+    alpha: float = 0.5
+    temperature: float = 3.0
+
+    def validate(self, source: str | None = None, prefix: str = "distill") -> None:
+        _check_range(source, f"{prefix}.alpha", self.alpha, 0.0, 1.0, high_open=False)
+        _check_range(source, f"{prefix}.temperature", self.temperature, 0.0, 100.0,
+                     high_open=False, low_open=True)
+
+
+def _check_self_distill(source: str | None, prefix: str, value: Any) -> None:
+    if value is not None and not isinstance(value, SelfDistill):
+        raise RecipeError(f"recipe key '{prefix}.distill'{_where(source)} is {_short(value)}; "
+                          "accepted: a mapping like {alpha: 0.5, temperature: 3.0}, or null")
+    if value is not None:
+        value.validate(source, f"{prefix}.distill")
+
+
+@dataclasses.dataclass(frozen=True)
 class PruneStage:
     """Magnitude pruning to ``target_sparsity`` (or M-by-N structured sparsity).
 
@@ -97,6 +126,8 @@ class PruneStage:
         power: Exponent of the polynomial decay. Defaults to 3.
         m_by_n: ``(m, n)`` structured sparsity, e.g. ``(2, 4)``: m zeros in every n consecutive
             input weights. Defaults to None (unstructured).
+        distill: :class:`SelfDistill` settings: the float model teaches the pruned one. Defaults
+            to None (labels only).
     """
 
     type: ClassVar[str] = "prune"
@@ -109,9 +140,11 @@ class PruneStage:
     frequency: int | None = None
     power: float = 3.0
     m_by_n: tuple[int, int] | None = None
+    distill: SelfDistill | None = None
 
     def validate(self, source: str | None = None, prefix: str = "prune") -> None:
         _check_epochs(source, prefix, self.epochs)
+        _check_self_distill(source, prefix, self.distill)
         _check_lr(source, prefix, self.learning_rate)
         _check_range(source, f"{prefix}.target_sparsity", self.target_sparsity, 0.0, 1.0)
         _check_range(source, f"{prefix}.initial_sparsity", self.initial_sparsity, 0.0,
@@ -144,6 +177,8 @@ class ClusterStage:
             Defaults to kmeans++.
         preserve_sparsity: Keep the zeros of an already pruned model. Defaults to True.
         per_channel: Cluster each output channel of Conv2D separately. Defaults to False.
+        distill: :class:`SelfDistill` settings: the float model teaches the clustered one.
+            Defaults to None (labels only).
     """
 
     type: ClassVar[str] = "cluster"
@@ -153,9 +188,11 @@ class ClusterStage:
     init: str = "kmeans++"
     preserve_sparsity: bool = True
     per_channel: bool = False
+    distill: SelfDistill | None = None
 
     def validate(self, source: str | None = None, prefix: str = "cluster") -> None:
         _check_epochs(source, prefix, self.epochs)
+        _check_self_distill(source, prefix, self.distill)
         _check_lr(source, prefix, self.learning_rate)
         _check_int(source, f"{prefix}.number_of_clusters", self.number_of_clusters, 2,
                    MAX_CLUSTERS)
@@ -175,21 +212,131 @@ class QATStage:
         learning_rate: Learning rate; None keeps the optimizer's. Defaults to 1e-4.
         scheme: ``default`` (8-bit QAT), ``cqat`` (keeps clusters), ``pqat`` (keeps sparsity),
             ``pcqat`` (keeps both) or ``auto`` (picks from the earlier stages). Defaults to auto.
+        distill: :class:`SelfDistill` settings: the float model teaches the quantization-aware
+            one. Defaults to None (labels only).
     """
 
     type: ClassVar[str] = "qat"
     epochs: int = 2
     learning_rate: float | None = 1e-4
     scheme: str = "auto"
+    distill: SelfDistill | None = None
 
     def validate(self, source: str | None = None, prefix: str = "qat") -> None:
         _check_epochs(source, prefix, self.epochs)
+        _check_self_distill(source, prefix, self.distill)
         _check_lr(source, prefix, self.learning_rate)
         _check_choice(source, f"{prefix}.scheme", self.scheme, QAT_SCHEMES)
 
 
-Stage = Union[PruneStage, ClusterStage, QATStage]
-STAGE_TYPES: dict[str, type] = {cls.type: cls for cls in (PruneStage, ClusterStage, QATStage)}
+# Builders a distill stage can name as its student; tflite_opt.train.distill.STUDENT_BUILDERS
+# holds the functions (a test pins that the two agree; this module imports no TensorFlow).
+STUDENT_BUILDER_NAMES = ("digits_cnn", "dense_mlp")
+MODEL_FILE_SUFFIXES = (".keras", ".h5")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillStage:
+    """Knowledge distillation: a new, smaller student learns from a teacher; the later stages
+    then compress the student.
+
+    Args:
+        student: A builder name (``digits_cnn``, ``dense_mlp``), built with the teacher's input
+            shape, class count and Keras, or a ``.keras``/``.h5`` file (loaded safely).
+        teacher: A ``.keras``/``.h5`` file, or None for the model given to the plan. Defaults
+            to None.
+        student_options: Keyword arguments of the builder, e.g. ``{width: 4}``. Defaults to {}.
+        epochs: Training epochs of the student. Defaults to 10.
+        learning_rate: Learning rate; None keeps the optimizer's. Defaults to 1e-3.
+        alpha: Weight of the hard-label loss in [0, 1]. Defaults to 0.5.
+        temperature: Softmax temperature of the soft targets. Defaults to 3.0.
+    """
+
+    type: ClassVar[str] = "distill"
+    student: str = "digits_cnn"
+    teacher: str | None = None
+    student_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    epochs: int = 10
+    learning_rate: float | None = 1e-3
+    alpha: float = 0.5
+    temperature: float = 3.0
+
+    def validate(self, source: str | None = None, prefix: str = "distill") -> None:
+        if not isinstance(self.student, str) or not (
+                self.student in STUDENT_BUILDER_NAMES or
+                self.student.lower().endswith(MODEL_FILE_SUFFIXES)):
+            raise RecipeError(f"recipe key '{prefix}.student'{_where(source)} is "
+                              f"{_short(self.student)}; accepted: a builder name "
+                              f"({', '.join(STUDENT_BUILDER_NAMES)}) or a .keras/.h5 file")
+        if self.teacher is not None and (not isinstance(self.teacher, str) or
+                                         not self.teacher.lower().endswith(MODEL_FILE_SUFFIXES)):
+            raise RecipeError(f"recipe key '{prefix}.teacher'{_where(source)} is "
+                              f"{_short(self.teacher)}; accepted: a .keras/.h5 file, or null "
+                              "for the model given to the plan")
+        options = self.student_options
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options) or \
+                not all(isinstance(v, (int, float, list, tuple)) and not isinstance(v, bool)
+                        for v in options.values()):
+            raise RecipeError(f"recipe key '{prefix}.student_options'{_where(source)} is "
+                              f"{_short(options)}; accepted: a mapping of builder argument to a "
+                              "number or list of numbers, e.g. {width: 4}")
+        if options and self.student not in STUDENT_BUILDER_NAMES:
+            raise RecipeError(f"recipe key '{prefix}.student_options'{_where(source)} is set but "
+                              f"the student is the file {_short(self.student)}; options apply "
+                              "to a builder name only: remove them")
+        _check_epochs(source, prefix, self.epochs)
+        _check_lr(source, prefix, self.learning_rate)
+        SelfDistill(self.alpha, self.temperature).validate(source, prefix)
+
+
+DECOMPOSE_CONV_MODES = ("channel", "spatial")  # tflite_opt.train.decompose.CONV_MODES
+
+
+@dataclasses.dataclass(frozen=True)
+class DecomposeStage:
+    """Low-rank decomposition (truncated SVD) of Dense/Conv2D kernels, then fine-tuning; runs
+    before prune/cluster/qat, on the layers the policy selects (see ``tflite_opt.decompose``).
+
+    Args:
+        epochs: Fine-tuning epochs after the factorization. Defaults to 2.
+        learning_rate: Learning rate; None keeps the optimizer's. Defaults to 1e-3.
+        params_ratio: Per layer, keep at most this fraction of its parameters, in (0, 1).
+            Defaults to 0.5.
+        energy: Instead of ``params_ratio``: keep this fraction of each kernel's squared
+            singular values, in (0, 1]. Defaults to None.
+        conv_mode: ``channel`` (kxk conv + 1x1 conv) or ``spatial`` (kx1 + 1xk). Defaults to
+            channel.
+    """
+
+    type: ClassVar[str] = "decompose"
+    epochs: int = 2
+    learning_rate: float | None = 1e-3
+    params_ratio: float | None = 0.5
+    energy: float | None = None
+    conv_mode: str = "channel"
+
+    def validate(self, source: str | None = None, prefix: str = "decompose") -> None:
+        _check_epochs(source, prefix, self.epochs)
+        _check_lr(source, prefix, self.learning_rate)
+        if (self.params_ratio is None) == (self.energy is None):
+            raise RecipeError(f"recipe keys '{prefix}.params_ratio' and '{prefix}.energy'"
+                              f"{_where(source)} are {_short(self.params_ratio)} and "
+                              f"{_short(self.energy)}; accepted: exactly one of them (set the "
+                              "other to null)")
+        if self.params_ratio is not None:
+            _check_range(source, f"{prefix}.params_ratio", self.params_ratio, 0.0, 1.0,
+                         low_open=True)
+        if self.energy is not None:
+            _check_range(source, f"{prefix}.energy", self.energy, 0.0, 1.0, low_open=True,
+                         high_open=False)
+        _check_choice(source, f"{prefix}.conv_mode", self.conv_mode, DECOMPOSE_CONV_MODES)
+
+
+Stage = Union[DistillStage, DecomposeStage, PruneStage, ClusterStage, QATStage]
+STAGE_TYPES: dict[str, type] = {cls.type: cls for cls in (DistillStage, DecomposeStage,
+                                                          PruneStage, ClusterStage, QATStage)}
+# Stages whose ``distill:`` key turns on self-distillation.
+SELF_DISTILL_STAGES = ("prune", "cluster", "qat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +445,16 @@ class Recipe:
             if n > 1:
                 raise RecipeError(f"recipe key 'stages'{_where(source)} has {n} {stage_type!r} "
                                   "stages; accepted: each stage type at most once")
+        if "distill" in counts and self.stages[0].type != "distill":
+            raise RecipeError(f"recipe key 'stages'{_where(source)} has a distill stage that is "
+                              "not first; distill must be the first stage (it makes the model "
+                              "the later stages compress)")
+        types = [stage.type for stage in self.stages]
+        if "decompose" in counts and any(t in ("prune", "cluster", "qat")
+                                         for t in types[:types.index("decompose")]):
+            raise RecipeError(f"recipe key 'stages'{_where(source)} has a decompose stage after "
+                              "a prune/cluster/qat stage; decompose must come before them (it "
+                              "replaces the kernels they compress)")
         if "qat" in counts and self.stages[-1].type != "qat":
             raise RecipeError(f"recipe key 'stages'{_where(source)} has a qat stage that is not "
                               "last; QAT must be the last stage (nothing can train after it)")
@@ -320,6 +477,10 @@ class Recipe:
             d = {"type": stage.type, **dataclasses.asdict(stage)}
             if d.get("m_by_n") is not None:
                 d["m_by_n"] = list(d["m_by_n"])
+            if "distill" in d and d["distill"] is None:
+                del d["distill"]  # a recipe without self-distillation keeps its old dict (hash)
+            if "student_options" in d:
+                d["student_options"] = dict(d["student_options"])
             stages.append(d)
         return {"precision": self.precision, "policy": self.policy.to_dict(), "stages": stages}
 
@@ -350,6 +511,16 @@ class Recipe:
             _reject_unknown(kwargs, fields, f"stages[{i}]({raw['type']}).", source)
             if kwargs.get("m_by_n") is not None and isinstance(kwargs["m_by_n"], list):
                 kwargs["m_by_n"] = tuple(kwargs["m_by_n"])
+            if raw["type"] in SELF_DISTILL_STAGES and kwargs.get("distill") is not None:
+                settings = kwargs["distill"]
+                prefix = f"stages[{i}]({raw['type']}).distill"
+                if not isinstance(settings, Mapping):
+                    raise RecipeError(f"recipe key {prefix!r}{_where(source)} is "
+                                      f"{_short(settings)}; accepted: a mapping like "
+                                      "{alpha: 0.5, temperature: 3.0}, or null")
+                _reject_unknown(settings, {f.name for f in dataclasses.fields(SelfDistill)},
+                                prefix + ".", source)
+                kwargs["distill"] = SelfDistill(**settings)
             stages.append(stage_cls(**kwargs))
         raw_policy = data.get("policy") or {}
         if not isinstance(raw_policy, Mapping):
