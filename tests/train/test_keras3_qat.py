@@ -18,6 +18,7 @@ from tflite_opt.models.keras3_builders import digits_cnn_keras3
 from tflite_opt.train.keras3 import folding
 from tflite_opt.train.keras3.preserve import KernelStructure
 from tflite_opt.train.keras3.qat import KERAS3_QAT_SCHEMES, quantize_aware_keras3
+from tflite_opt.train.keras3.quant_layers import QUANTIZED_LAYERS
 from tflite_opt.train.recipe import LayerPolicy
 
 CLUSTERS = 8  # shared values (zero included) of the pruned+clustered kernels
@@ -236,6 +237,55 @@ def test_folded_conv_batch_norm_matches_batch_norm_in_both_modes():
                                bn_layer.moving_mean.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(variables.moving_variance.numpy(),
                                bn_layer.moving_variance.numpy(), rtol=1e-4)
+
+
+def _layer_and_input(cls):
+    """A built float layer of ``cls`` and an input for it, plus its kernel's fan-in."""
+    rng = np.random.default_rng(0)
+    if cls is keras.layers.Dense:
+        return keras.layers.Dense(6), rng.normal(size=(4, 10)).astype(np.float32), 10
+    if cls is keras.layers.DepthwiseConv2D:
+        return (keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
+                rng.normal(size=(4, 6, 6, 3)).astype(np.float32), 9)
+    return keras.layers.Conv2D(6, 3, strides=2), rng.normal(size=(4, 7, 7, 3)).astype(np.float32), 27
+
+
+@pytest.mark.parametrize("cls", list(QUANTIZED_LAYERS), ids=lambda c: c.__name__)
+def test_every_quantized_layer_matches_its_float_layer_and_batch_norm_within_a_step(cls):
+    """Inference output of the folded, fake-quantized layer vs the float layer + BN.
+
+    Each folded weight moves by at most half a step ``s = max|w_fold| / 127`` of its channel
+    (of the tensor for Dense), so an output moves by at most ``s / 2 * fan_in * max|x|``.
+    """
+    layer, x, fan_in = _layer_and_input(cls)
+    _seed()
+    bn = keras.layers.BatchNormalization(epsilon=1e-3)
+    bn(layer(x), training=False)  # builds both
+    rng = np.random.default_rng(1)
+    bn.set_weights([rng.uniform(0.5, 2, w.shape).astype(np.float32) if i in (0, 3)
+                    else rng.normal(size=w.shape).astype(np.float32)
+                    for i, w in enumerate(bn.get_weights())])
+    reference = np.asarray(bn(layer(x), training=False))
+    kernel = np.asarray(layer.kernel)
+    weights = {"kernel": kernel, "bias": np.asarray(layer.bias)}
+    weights.update(zip(folding.BATCH_NORM_WEIGHTS, bn.get_weights()))
+    weights["moving_mean"] = weights["moving_mean"] - weights.pop("bias")
+    config = {**layer.get_config(), "use_bias": False}
+    quantized = QUANTIZED_LAYERS[cls](
+        config, kernel.shape, batch_norm={"epsilon": 1e-3, "momentum": 0.99},
+        initial_weights=weights)
+    output = np.asarray(quantized(x, training=False))
+    scale = weights["gamma"] / np.sqrt(weights["moving_variance"] + 1e-3)
+    folded = kernel * scale.reshape(kernel.shape[2:]) if cls is keras.layers.DepthwiseConv2D \
+        else kernel * scale
+    if cls is keras.layers.Dense:
+        step = np.max(np.abs(folded)) / 127
+    else:  # per output channel: the last axis, or (in, multiplier) of a depthwise kernel
+        channel_axes = 2 if cls is keras.layers.DepthwiseConv2D else 3
+        step = np.max(np.abs(folded), axis=tuple(range(channel_axes))).reshape(-1) / 127
+    bound = step / 2 * fan_in * np.max(np.abs(x)) + 1e-4
+    assert np.all(np.abs(output - reference) <= bound)
+    assert not np.allclose(output, reference, atol=1e-6)  # the kernel really was quantized
 
 
 def test_quantize_aware_keras3_rewrites_concat_reshape_pooling_rescaling_to_int8():
