@@ -247,7 +247,8 @@ def _layer_and_input(cls):
     if cls is keras.layers.DepthwiseConv2D:
         return (keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
                 rng.normal(size=(4, 6, 6, 3)).astype(np.float32), 9)
-    return keras.layers.Conv2D(6, 3, strides=2), rng.normal(size=(4, 7, 7, 3)).astype(np.float32), 27
+    x = rng.normal(size=(4, 7, 7, 3)).astype(np.float32)
+    return keras.layers.Conv2D(6, 3, strides=2), x, 27
 
 
 @pytest.mark.parametrize("cls", list(QUANTIZED_LAYERS), ids=lambda c: c.__name__)
