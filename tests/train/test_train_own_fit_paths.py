@@ -183,6 +183,21 @@ def test_own_fit_then_export_writes_int8_file_keeping_sparsity_clusters_and_accu
     assert keras_accuracy >= chain.float_accuracy - 0.15
 
 
+@pytest.mark.parametrize("start,expected", [("float", (False, False)), ("pruned", (True, False)),
+                                            ("clustered", (False, True)),
+                                            ("pruned_clustered", (True, True))])
+def test_auto_scheme_reads_pruning_and_clusters_from_stripped_kernels(stages, start, expected):
+    from tflite_opt.train.qat import optimized_from_kernels
+
+    assert optimized_from_kernels(tflite_opt.weight_stats(getattr(stages["no_bn"], start))) == expected
+
+
+def test_auto_scheme_on_stripped_pruned_clustered_model_is_pcqat(stages):
+    qat = tflite_opt.quantize_aware(stages["no_bn"].pruned_clustered, scheme="auto")
+    _kernel, quantizer, variables = qat.get_layer("quant_conv2")._weight_vars[0]
+    assert quantizer.preserve_sparsity and "cluster_centroids_tf" in variables
+
+
 def test_no_gradient_warning_dropped_only_when_it_lists_only_cqat_kernels(stages):
     qat = tflite_opt.quantize_aware(stages["no_bn"].clustered, scheme="cqat")
     # The wrapper owns the kernel variable (the inner layer's ``kernel`` is its fake-quant output).

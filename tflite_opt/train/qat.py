@@ -214,6 +214,25 @@ TRANSFORM_HANDLED = (keras.layers.BatchNormalization, keras.layers.SeparableConv
                      keras.layers.SeparableConv2D)
 
 
+# What ``auto`` reads from a model without wrappers (e.g. after ``strip``): a trained float
+# kernel of a thousand weights has almost no exact zeros and almost no repeated values, while
+# a pruned one is mostly zeros and a clustered one holds at most a few dozen values.
+AUTO_MIN_KERNEL_SIZE = 1024
+AUTO_MIN_SPARSITY = 0.2
+AUTO_MAX_CLUSTERS = 256
+
+
+def optimized_from_kernels(stats: dict[str, dict[str, float | int]]) -> tuple[bool, bool]:
+    """(pruned, clustered) as a stripped model's kernel statistics (``weight_stats``) show it.
+
+    Example:
+        >>> pruned, clustered = optimized_from_kernels(weight_stats(strip(model)))
+    """
+    large = [s for s in stats.values() if int(s["size"]) >= AUTO_MIN_KERNEL_SIZE]
+    return (any(float(s["sparsity"]) >= AUTO_MIN_SPARSITY for s in large),
+            any(int(s["unique_values"]) <= AUTO_MAX_CLUSTERS for s in large))
+
+
 def resolve_scheme(scheme: str, pruned: bool, clustered: bool) -> str:
     """Maps ``auto`` to the scheme that preserves what the earlier stages did."""
     if scheme != "auto":
@@ -238,7 +257,9 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
     Args:
         model: A built Sequential or Functional tf_keras model.
         scheme: ``default``, ``cqat``, ``pqat``, ``pcqat`` (or ``auto``: picks from the model's
-            sparsity and cluster wrappers). Defaults to ``default``.
+            sparsity and cluster wrappers, or, on a stripped model, from its kernels: any
+            kernel of >= 1024 weights with >= 20% zeros counts as pruned, with <= 256 distinct
+            values (or ``per_channel_clusters``) as clustered). Defaults to ``default``.
         skip: Layer names left in float (the way out for custom layers with weights).
         per_channel_clusters: The model was clustered per channel (``cluster(...,
             per_channel=True)``); (P)CQAT then keeps clusters per channel. Defaults to False.
@@ -264,7 +285,13 @@ def quantize_aware(model: keras.Model, scheme: str = "default", *,
             f"model {model.name!r} is already quantization-aware (layer {wrapped.name!r} is a "
             f"{type(wrapped).__name__}); pass the model from before quantize_aware, or train and "
             "export this one as it is")
-    scheme = resolve_scheme(scheme, is_pruned(model), is_clustered(model))
+    pruned, clustered = is_pruned(model), is_clustered(model)
+    if scheme == "auto" and not (pruned or clustered):
+        from tflite_opt.train.stats import weight_stats
+
+        pruned, clustered = optimized_from_kernels(weight_stats(model))
+        clustered = clustered or per_channel_clusters
+    scheme = resolve_scheme(scheme, pruned, clustered)
     if scheme not in QAT_SCHEMES:
         raise InvalidArgumentError(f"scheme is {scheme!r}; accepted: auto, {', '.join(QAT_SCHEMES)}")
     plain = strip(model) if (is_pruned(model) or is_clustered(model)) else deep_copy(model)
