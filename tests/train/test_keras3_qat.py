@@ -397,6 +397,13 @@ def test_bad_arguments_are_refused(float_model, bad, error):
         quantize_aware_keras3(float_model, **bad)
 
 
+def test_mixed_precision_layer_is_refused_by_name():
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, dtype="mixed_float16", name="half")(inputs)
+    with pytest.raises(InvalidArgumentError, match=r"'half' \(Dense\) computes in float16"):
+        quantize_aware_keras3(keras.Model(inputs, outputs))
+
+
 def test_tf_keras_model_is_refused_with_the_tf_keras_entry_point(tiny_cnn):
     with pytest.raises(InvalidArgumentError, match="quantize_aware"):
         quantize_aware_keras3(tiny_cnn)

@@ -144,6 +144,13 @@ def _check_model(model: Any) -> None:
         raise InvalidArgumentError(
             f"Keras 3 QAT needs the TensorFlow backend, the backend is "
             f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow before importing keras")
+    for layer in model.layers:
+        if getattr(layer, "compute_dtype", "float32") not in ("float32", None):
+            raise InvalidArgumentError(
+                f"layer {layer.name!r} ({type(layer).__name__}) computes in "
+                f"{layer.compute_dtype}; Keras 3 QAT trains in float32 (int8 conversion starts "
+                "from float32 anyway): rebuild the model under "
+                "keras.config.set_dtype_policy('float32')")
     if not getattr(model, "inputs", None):
         raise InvalidArgumentError(
             f"model {model.name!r} has no defined inputs (a subclassed model, or a Sequential "
