@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from tflite_opt._keras import tf
+from tflite_opt.errors import InvalidArgumentError
 from tflite_opt.train.keras3 import folding, preserve
 from tflite_opt.train.keras3.quantizers import (fake_quant_weights_per_channel,
                                                 fake_quant_weights_per_tensor)
@@ -51,7 +52,7 @@ class QuantizedKernelLayer(keras.layers.Layer):
                  initial_weights: dict[str, np.ndarray] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if activation not in FUSED_ACTIVATIONS:
-            raise ValueError(f"activation is {activation!r}; accepted: "
+            raise InvalidArgumentError(f"activation is {activation!r}; accepted: "
                              f"{', '.join(FUSED_ACTIVATIONS)}")
         self.source_config = dict(source_config)
         self.kernel_shape = tuple(int(d) for d in kernel_shape)

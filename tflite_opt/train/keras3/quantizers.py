@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 from tflite_opt._keras import tf
+from tflite_opt.errors import InvalidArgumentError
 
 NUM_BITS = 8
 # Range statistics: "ema" follows the batch ranges with an exponential moving average
@@ -92,9 +93,9 @@ class ActivationFakeQuant(keras.layers.Layer):
     def __init__(self, mode: str = "ema", ema_decay: float = 0.999, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in RANGE_MODES:
-            raise ValueError(f"mode is {mode!r}; accepted: {', '.join(RANGE_MODES)}")
+            raise InvalidArgumentError(f"mode is {mode!r}; accepted: {', '.join(RANGE_MODES)}")
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay is {ema_decay!r}; accepted: a float in [0, 1)")
+            raise InvalidArgumentError(f"ema_decay is {ema_decay!r}; accepted: a float in [0, 1)")
         self.mode = mode
         self.ema_decay = float(ema_decay)
 
