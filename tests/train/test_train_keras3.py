@@ -217,3 +217,25 @@ def test_plan_runs_prune_then_cluster_on_keras3_and_restores_a_finished_run(smal
     assert tflite_opt.keras_flavor(again.model) == "keras3"
     assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(),
                                                     again.model.get_weights()))
+
+
+def test_a_keras3_prune_fit_strip_export_never_imports_tfmot(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, keras, tflite_opt\n"
+        "m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(12, name='hidden'),\n"
+        "                      keras.layers.Dense(3, name='classifier')])\n"
+        "p = tflite_opt.prune(m, 0.5, schedule='constant', frequency=1)\n"
+        "p.compile(optimizer='sgd', loss='mse')\n"
+        "x = np.random.default_rng(0).normal(size=(16, 8)).astype('float32')\n"
+        "p.fit(x, np.zeros((16, 3), 'float32'), epochs=1, verbose=0,\n"
+        "      callbacks=tflite_opt.training_callbacks(p))\n"
+        "tflite_opt.weight_stats(tflite_opt.strip(p))\n"
+        f"tflite_opt.export(p, {str(tmp_path / 'm.tflite')!r}, 'float32')\n"
+        "print('tensorflow_model_optimization' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "False"
