@@ -229,3 +229,50 @@ def distill(teacher: Any, student: Any, alpha: float = 0.5, temperature: float =
 def student_of(model: Any) -> Any:
     """The student of a distiller of either Keras, or ``model`` itself."""
     return getattr(model, "student", model)
+
+
+def _builders() -> dict[str, tuple[Any, Any]]:
+    """Student builder name -> (tf_keras builder, Keras 3 builder or None)."""
+    from tflite_opt.models.builders import dense_mlp, digits_cnn
+    from tflite_opt.models.keras3_builders import digits_cnn_keras3
+
+    return {"digits_cnn": (digits_cnn, digits_cnn_keras3), "dense_mlp": (dense_mlp, None)}
+
+
+STUDENT_BUILDERS = ("digits_cnn", "dense_mlp")  # the keys of _builders(); pinned by a test
+
+
+def build_student(name: str, teacher: Any, options: dict[str, Any] | None = None) -> Any:
+    """A fresh student from a builder name, with the teacher's input shape, classes and Keras.
+
+    Args:
+        name: A builder of ``STUDENT_BUILDERS`` (``digits_cnn``, ``dense_mlp``).
+        teacher: The teacher model; its Keras and shapes are matched.
+        options: The builder's keyword arguments, e.g. ``{"width": 4}``. Defaults to None.
+
+    Raises:
+        InvalidArgumentError: an unknown builder or argument, or no Keras 3 twin of the builder.
+
+    Example:
+        >>> student = build_student("digits_cnn", teacher, {"width": 4, "dense_units": 16})
+    """
+    import inspect
+
+    builders = _builders()
+    if name not in builders:
+        raise InvalidArgumentError(f"student builder {name!r} is unknown; accepted: "
+                                   f"{', '.join(builders)} (or a .keras file)")
+    tf_keras_builder, keras3_builder = builders[name]
+    builder = keras3_builder if is_keras3_object(teacher) else tf_keras_builder
+    if builder is None:
+        raise InvalidArgumentError(f"student builder {name!r} has no Keras 3 version and the "
+                                   f"teacher {teacher.name!r} is a Keras 3 model; use "
+                                   "'digits_cnn' or a Keras 3 .keras student file")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in (options or {}).items()}
+    allowed = set(inspect.signature(builder).parameters) - {"input_shape", "num_classes"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise InvalidArgumentError(f"student_options key {unknown[0]!r} is not an argument of "
+                                   f"{name}; accepted: {', '.join(sorted(allowed))}")
+    return builder(input_shape=tuple(teacher.inputs[0].shape[1:]),
+                   num_classes=int(teacher.outputs[0].shape[-1]), **options)

@@ -33,8 +33,10 @@ from tflite_opt.train.dispatch import (check_graph_model, cluster, deep_copy,
                                        pruning_step_callback, quantize_aware,
                                        save_training_weights, selected_layer_names, strip,
                                        weight_stats)
+from tflite_opt.train.distill import STUDENT_BUILDERS, build_student, distill, student_of
 from tflite_opt.train.qat import resolve_scheme
-from tflite_opt.train.recipe import ClusterStage, PruneStage, QATStage, Recipe
+from tflite_opt.train.recipe import (ClusterStage, DecomposeStage, DistillStage, PruneStage,
+                                     QATStage, Recipe)
 from tflite_opt.train.stats import summarize
 
 OptimizerSpec = Any  # str | keras optimizer instance | Callable[[], optimizer]
@@ -190,6 +192,13 @@ def _loss_for_outputs(model: keras.Model, loss: Any, train_data: Any) -> Any:
     return getattr(keras.losses, name)(from_logits=True)
 
 
+def _first_compression_stage(recipe: Recipe) -> int:
+    """Index of the first stage after a distill stage: its input is the float model that
+    teaches the compressed one (self-distillation)."""
+    return next((i for i, s in enumerate(recipe.stages) if not isinstance(s, DistillStage)),
+                len(recipe.stages))
+
+
 def _load_own_model(path: Path) -> Any:
     # A file this plan wrote (Keras 3 or tf_keras, as the user's model): trusted, no scan.
     from tflite_opt.models.loading import load_model
@@ -228,6 +237,37 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         atomic_write_json(self.plan_dir / STATE_FILE, self.state)
         if old and old != name:
             shutil.rmtree(self.plan_dir / old, ignore_errors=True)
+
+
+class _OnStudent(keras.callbacks.Callback):
+    """Runs one of the plan's own callbacks (pruning step, sparsity, summary) on a distiller's
+    student: the distiller also holds the teacher, whose layers must not count."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        self.inner.set_model(student_of(model))
+
+    def set_params(self, params: Any) -> None:
+        super().set_params(params)
+        self.inner.set_params(params)
+
+
+def _forward(hook: str) -> Any:
+    def forward(self: _OnStudent, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.inner, hook)(*args, **kwargs)
+
+    forward.__name__ = hook
+    return forward
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+              "on_test_batch_begin", "on_test_batch_end"):
+    setattr(_OnStudent, _hook, _forward(_hook))
 
 
 class _KnownNoise(logging.Filter):
@@ -282,6 +322,7 @@ class OptimizationPlan:
             raise InvalidArgumentError(f"recipe is a {type(recipe).__name__}; pass a "
                                        "tflite_opt.train.Recipe (Recipe.from_file(path))")
         self.recipe = recipe or Recipe.default()
+        self._teachers: dict[int, Any] = {}
 
     def run(self, model: keras.Model, train_data: Any, validation_data: Any = None, *,
             loss: Any = "sparse_categorical_crossentropy", metrics: Sequence[Any] | None = ("accuracy",),
@@ -343,11 +384,15 @@ class OptimizationPlan:
         policy = self.recipe.policy
 
         n_stages = len(self.recipe.stages)
-        optimized = set()
-        for stage in self.recipe.stages:
-            if isinstance(stage, (PruneStage, ClusterStage)):
-                optimized.update(selected_layer_names(model, policy, stage.type))
-        optimized_layers = tuple(l.name for l in model.layers if l.name in optimized)
+
+        def layers_optimized_in(source: Any) -> tuple[str, ...]:
+            optimized = set()
+            for stage in self.recipe.stages:
+                if isinstance(stage, (PruneStage, ClusterStage)):
+                    optimized.update(selected_layer_names(source, policy, stage.type))
+            return tuple(l.name for l in source.layers if l.name in optimized)
+
+        optimized_layers = layers_optimized_in(model)
         if plan_dir is not None and state["stage"] >= n_stages:
             # A finished run (e.g. the process died after the plan, during conversion).
             if verbose:
@@ -365,6 +410,12 @@ class OptimizationPlan:
                 current = _load_own_model(plan_dir / f"stage{state['stage']}_input.keras")
             else:
                 current = deep_copy(model)
+        if state["stage"] > 0 and isinstance(self.recipe.stages[0], DistillStage):
+            optimized_layers = layers_optimized_in(current)  # the student's layers
+        # Self-distillation's teacher: the float model as it enters the first compression stage.
+        first_compression = _first_compression_stage(self.recipe)
+        self_distills = any(getattr(s, "distill", None) is not None for s in self.recipe.stages)
+        float_teacher = None
         pruned_before = any(isinstance(s, PruneStage) for s in self.recipe.stages[:state["stage"]])
         clustered_before = any(isinstance(s, ClusterStage) for s in self.recipe.stages[:state["stage"]])
 
@@ -381,20 +432,27 @@ class OptimizationPlan:
                       + (f", resuming after epoch {resume_epoch}" if resume_epoch else ""))
             start = time.perf_counter()
             base_seconds = float(state.get("seconds") or 0.0) if resume_epoch else 0.0
+            if self_distills and float_teacher is None and index >= first_compression:
+                # (index > first_compression only when resuming, so plan_dir holds the file)
+                float_teacher = current if index == first_compression else \
+                    _load_own_model(plan_dir / f"stage{first_compression}_input.keras")
             with scope():
                 wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
-                wrapped.compile(optimizer=fresh_optimizer_for(wrapped, optimizer,
+                trainer = self._trainer(stage, wrapped, current, float_teacher)
+                trainer.compile(optimizer=fresh_optimizer_for(wrapped, optimizer,
                                                               stage.learning_rate),
                                 loss=loss, metrics=list(metrics) if metrics else None,
                                 run_eagerly=run_eagerly)
                 if resume_epoch:
-                    load_training_weights(wrapped, plan_dir / state["checkpoint"])
+                    load_training_weights(trainer, plan_dir / state["checkpoint"])
             summary = StageSummary(stage.type, verbose=0)
             stage_callbacks: list[keras.callbacks.Callback] = []
             step_callback = pruning_step_callback(wrapped)
             if step_callback is not None:
                 stage_callbacks.append(step_callback)
             stage_callbacks += [SparsityLogger(), summary]
+            if trainer is not wrapped:
+                stage_callbacks = [_OnStudent(c) for c in stage_callbacks]
             if plan_dir is not None:
                 stage_callbacks.append(_EpochCheckpoint(plan_dir, state, index, base_seconds, start))
             stage_callbacks += list(callbacks or [])
@@ -402,11 +460,15 @@ class OptimizationPlan:
                 fit_kwargs: dict[str, Any] = {} if isinstance(train_data, tf.data.Dataset) else \
                     {"batch_size": batch_size}
                 x, y = (train_data, None) if isinstance(train_data, tf.data.Dataset) else train_data[:2]
-                wrapped.fit(x, y, epochs=stage.epochs, initial_epoch=resume_epoch,
+                trainer.fit(x, y, epochs=stage.epochs, initial_epoch=resume_epoch,
                             validation_data=validation_data, callbacks=stage_callbacks,
                             verbose=verbose, **fit_kwargs)
             with scope():
-                current = wrapped if isinstance(stage, QATStage) else strip(wrapped)
+                current = wrapped if isinstance(stage, (QATStage, DistillStage)) else strip(wrapped)
+            if isinstance(stage, DistillStage):  # the later stages compress the student
+                optimized_layers = layers_optimized_in(current)
+            if isinstance(stage, DecomposeStage):  # the later stages see the factor layers
+                optimized_layers = layers_optimized_in(current)
             pruned_before |= isinstance(stage, PruneStage)
             clustered_before |= isinstance(stage, ClusterStage)
             stats = weight_stats(current)
@@ -444,6 +506,17 @@ class OptimizationPlan:
     def _wrap(self, stage: Any, current: keras.Model, steps: int, pruned_before: bool,
               clustered_before: bool) -> keras.Model:
         policy = self.recipe.policy
+        if isinstance(stage, DistillStage):
+            if stage.student in STUDENT_BUILDERS:
+                return build_student(stage.student, self._distill_teacher(stage, current),
+                                     dict(stage.student_options))
+            from tflite_opt.models.loading import load_model
+
+            return load_model(stage.student)  # a user's file: scanned, never trusted
+        if isinstance(stage, DecomposeStage):
+            from tflite_opt.train.decompose import decompose_stage
+
+            return decompose_stage(current, stage, policy)
         if isinstance(stage, PruneStage):
             return prune(current, stage=stage, policy=policy, total_steps=stage.epochs * steps)
         if isinstance(stage, ClusterStage):
@@ -463,8 +536,35 @@ class OptimizationPlan:
         stage_input = _load_own_model(plan_dir / f"stage{index}_input.keras")
         wrapped = self._wrap(last, stage_input, steps, any(s.type == "prune" for s in before),
                              any(s.type == "cluster" for s in before))
-        load_training_weights(wrapped, plan_dir / state["checkpoint"])
+        float_teacher = None
+        if last.distill is not None:
+            float_teacher = _load_own_model(
+                plan_dir / f"stage{_first_compression_stage(self.recipe)}_input.keras")
+        trainer = self._trainer(last, wrapped, stage_input, float_teacher)
+        load_training_weights(trainer, plan_dir / state["checkpoint"])
         return wrapped
+
+    def _distill_teacher(self, stage: DistillStage, current: keras.Model) -> keras.Model:
+        """A distill stage's teacher: its file, else the model given to the plan."""
+        if stage.teacher is None:
+            return current
+        if id(stage) not in self._teachers:  # loaded once, for _wrap and _trainer
+            from tflite_opt.models.loading import load_model
+
+            self._teachers[id(stage)] = load_model(stage.teacher)  # scanned, never trusted
+        return self._teachers[id(stage)]
+
+    def _trainer(self, stage: Any, wrapped: keras.Model, current: keras.Model,
+                 float_teacher: keras.Model | None) -> keras.Model:
+        """What ``fit`` trains: ``wrapped`` itself, or a distiller whose student it is."""
+        if isinstance(stage, DistillStage):
+            return distill(self._distill_teacher(stage, current), wrapped, alpha=stage.alpha,
+                           temperature=stage.temperature)
+        settings = getattr(stage, "distill", None)
+        if settings is None:
+            return wrapped
+        return distill(float_teacher, wrapped, alpha=settings.alpha,
+                       temperature=settings.temperature)
 
     def _load_state(self, plan_dir: Path | None) -> dict[str, Any]:
         fresh = {"recipe": self.recipe.to_dict(), "stage": 0, "epoch": 0, "checkpoint": None,
