@@ -12,7 +12,8 @@ import tflite_opt
 
 EXPECTED = {
     "AccuracyAwareResult", "AccuracyResult", "BenchmarkResult", "ClusterStage", "CompareResult",
-    "ConversionError", "ConversionResult", "DataError", "Dataset", "DelegateSpec", "HostCPU",
+    "ConversionError", "ConversionResult", "DataError", "Dataset", "DelegateSpec", "DistillStage",
+    "Distiller", "HostCPU", "SelfDistill", "distill",
     "ImagePreprocessing", "InputSpec", "Inspection", "InterpreterOptions", "InvalidArgumentError",
     "InvalidTFLiteError", "LayerPolicy", "ModelInfo", "ModelLoadError", "OptimizationPlan", "OutputExistsError",
     "PipelineConfig", "PipelineResult", "PlanResult", "Precision", "PruneStage", "PruningStep",

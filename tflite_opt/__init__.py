@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
                      "PruningStep", "SparsityLogger", "StageSummary", "Recipe", "PruneStage",
                      "ClusterStage", "QATStage", "LayerPolicy", "OptimizationPlan", "PlanResult",
                      "StageRecord", "weight_stats", "optimize_scope"), "tflite_opt.train"),
+    **dict.fromkeys(("distill", "Distiller", "DistillStage", "SelfDistill"), "tflite_opt.train"),
     # convert
     **dict.fromkeys(("convert", "ConversionResult", "Precision", "convert_accuracy_aware",
                      "AccuracyAwareResult", "quantization_report", "QuantizationReport",

@@ -12,10 +12,12 @@ Or the whole collaborative-optimization chain from a recipe::
 """
 
 from tflite_opt.train.callbacks import PruningStep, SparsityLogger, StageSummary
+from tflite_opt.train.distill import Distiller, distill
 from tflite_opt.train.plan import OptimizationPlan, PlanResult, StageRecord, fresh_optimizer
 from tflite_opt.train.prune import pruning_schedule
 from tflite_opt.train.qat import QAT_SCHEMES
-from tflite_opt.train.recipe import ClusterStage, LayerPolicy, PruneStage, QATStage, Recipe
+from tflite_opt.train.recipe import (ClusterStage, DistillStage, LayerPolicy, PruneStage,
+                                     QATStage, Recipe, SelfDistill)
 from tflite_opt.train.scope import optimize_scope
 
 # The public verbs take Keras 3 and tf_keras models: dispatch.py picks the implementation.
@@ -26,8 +28,9 @@ from tflite_opt.train.dispatch import (cluster, prune, quantize_aware, strip,  #
                                        training_callbacks, weight_stats)
 
 __all__ = [
-    "ClusterStage", "LayerPolicy", "OptimizationPlan", "PlanResult", "PruneStage", "PruningStep",
-    "QATStage", "QAT_SCHEMES", "Recipe", "SparsityLogger", "StageRecord", "StageSummary", "cluster",
-    "fresh_optimizer", "optimize_scope", "prune", "pruning_schedule", "quantize_aware", "strip",
+    "ClusterStage", "DistillStage", "Distiller", "LayerPolicy", "OptimizationPlan", "PlanResult",
+    "PruneStage", "PruningStep", "QATStage", "QAT_SCHEMES", "Recipe", "SelfDistill",
+    "SparsityLogger", "StageRecord", "StageSummary", "cluster", "distill", "fresh_optimizer",
+    "optimize_scope", "prune", "pruning_schedule", "quantize_aware", "strip",
     "training_callbacks", "weight_stats",
 ]

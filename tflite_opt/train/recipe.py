@@ -1,8 +1,8 @@
 """Recipes: the data that says which optimization stages run, in which order, with what settings.
 
-A recipe is a list of stages (``distill``, ``prune``, ``cluster``, ``qat``) plus a per-layer policy and the
-target precision of the final ``.tflite``. It round-trips through JSON/YAML so that the exact
-recipe is saved next to the model it produced.
+A recipe is a list of stages (``distill``, ``prune``, ``cluster``, ``qat``) plus a per-layer
+policy and the target precision of the final ``.tflite``. It round-trips through JSON/YAML so
+that the exact recipe is saved next to the model it produced.
 
 Example recipe file (YAML)::
 
