@@ -197,3 +197,21 @@ def test_read_metadata_rejects_corrupt_metadata_buffer(tiny_cnn):
     data[identifier:identifier + 4] = b"XXXX"
     with pytest.raises(InvalidTFLiteError, match="not a metadata flatbuffer"):
         read_metadata(bytes(data))
+
+
+def test_embed_metadata_keeps_sparse_encoded_weights(tiny_mlp):
+    """The writer repacks the flatbuffer: sparse weights must stay sparse and give the same outputs."""
+    from tflite_opt.runtime import inspect_model
+
+    rng = np.random.default_rng(3)
+    weights = tiny_mlp.get_weights()
+    weights[0] = weights[0] * (rng.random(weights[0].shape) > 0.8)  # 80% zeros: sparse-encoded
+    tiny_mlp.set_weights(weights)
+    result = convert(tiny_mlp, "float32")
+    assert result.sparsity_aware
+    data = embed_metadata(result.tflite_bytes)
+    x = rng.random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_array_equal(run_tflite(data, x), run_tflite(result.tflite_bytes, x))
+    assert [w["sparse_format"] for w in inspect_model(data).weights] == \
+        [w["sparse_format"] for w in inspect_model(result.tflite_bytes).weights]
+    assert any(w["sparse_format"] for w in inspect_model(data).weights)
