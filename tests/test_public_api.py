@@ -14,6 +14,7 @@ EXPECTED = {
     "AccuracyAwareResult", "AccuracyResult", "BenchmarkResult", "ClusterStage", "CompareResult",
     "ConversionError", "ConversionResult", "DataError", "Dataset", "DelegateSpec", "DistillStage",
     "Distiller", "HostCPU", "SelfDistill", "distill",
+    "DecomposeStage", "DecompositionResult", "LayerDecomposition", "decompose",
     "ImagePreprocessing", "InputSpec", "Inspection", "InterpreterOptions", "InvalidArgumentError",
     "InvalidTFLiteError", "LayerPolicy", "ModelInfo", "ModelLoadError", "OptimizationPlan", "OutputExistsError",
     "PipelineConfig", "PipelineResult", "PlanResult", "Precision", "PruneStage", "PruningStep",

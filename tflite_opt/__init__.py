@@ -38,6 +38,9 @@ _EXPORTS: dict[str, str] = {
                      "ClusterStage", "QATStage", "LayerPolicy", "OptimizationPlan", "PlanResult",
                      "StageRecord", "weight_stats", "optimize_scope"), "tflite_opt.train"),
     **dict.fromkeys(("distill", "Distiller", "DistillStage", "SelfDistill"), "tflite_opt.train"),
+    **dict.fromkeys(("decompose", "DecompositionResult", "LayerDecomposition"),
+                    "tflite_opt.train.decompose"),
+    "DecomposeStage": "tflite_opt.train.recipe",
     # convert
     **dict.fromkeys(("convert", "ConversionResult", "Precision", "convert_accuracy_aware",
                      "AccuracyAwareResult", "quantization_report", "QuantizationReport",
