@@ -1,0 +1,219 @@
+"""Suite `distill`: knowledge distillation, and self-distillation during compression, in one run.
+
+1. Distillation. Teacher: the float digits CNN (``benchmarks.common.example_float_model``).
+   Student: the same CNN at a fifth of its parameters (``STUDENT``). The student is trained
+   twice per seed from the same initial weights, for the same epochs: on the labels alone,
+   and through ``tflite_opt.distill`` (the teacher's soft targets plus the labels,
+   ``DISTILL``). Both are converted to int8 and scored through LiteRT.
+2. Self-distillation. The compare suite's default recipe (prune 75% -> 16 clusters ->
+   PCQAT, ``compare.our_recipes``) with and without ``distill:`` on every stage (the float
+   model, frozen, teaches its pruned, clustered and QAT copies), against the hand-written
+   tfmot QAT baseline (``benchmarks/baselines.py``, the compare suite's best hand variant).
+
+alpha and temperature were fixed before any run (Keras's Distiller defaults for
+self-distillation; the Keras docs example's alpha=0.1 for the student), never tuned on the
+evaluation set. Accuracy is scored on ``benchmarks.common.eval_data`` (augmented held-out
+digits); differences are paired on the same images with a 95% bootstrap interval over images
+and seeds (``tflite_opt.report.significance``).
+
+Summary keys (stable): student_params_ratio, distilled_accuracy, labels_only_accuracy,
+distill_gain_points, distill_gain_ci95_low, distill_gain_ci95_high,
+self_distilled_recipe_accuracy, plain_recipe_accuracy, self_distilled_gzip_bytes,
+plain_recipe_gzip_bytes, baseline_best_accuracy, baseline_best_gzip_bytes,
+self_distilled_minus_plain_ci95_low, self_distilled_minus_baseline_ci95_low, eval_images,
+seeds, cpu, wall_s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import baselines
+from benchmarks.common import eval_data, example_float_model, tflite_correct
+from benchmarks.suites.compare import our_recipes, recipe_hash
+from tflite_opt._keras import keras
+from tflite_opt.models.builders import digits_cnn
+from tflite_opt.report.significance import paired_bootstrap_difference_ci
+from tflite_opt.runtime.benchmark import gzip_size
+from tflite_opt.runtime.host_cpu import host_cpu
+from tflite_opt.train import OptimizationPlan, Recipe, SelfDistill, distill
+
+STUDENT = {"width": 8, "dense_units": 24}  # ~55k parameters against the teacher's ~287k
+DISTILL = {"alpha": 0.1, "temperature": 4.0}
+SELF_DISTILL = SelfDistill(alpha=0.5, temperature=3.0)
+STUDENT_EPOCHS = 15
+HAND_QAT_EPOCHS = 3
+SEEDS = (0, 1, 2)
+RECIPE_SEEDS = (0,)  # 16 epochs per recipe run: one seed keeps the suite near 5 min on 2 cores
+
+
+def _int8(model, calibration) -> bytes:
+    from tflite_opt.convert import convert
+
+    return convert(model, "int8", representative_data=calibration).tflite_bytes
+
+
+def _students(teacher, data, seeds, epochs, calibration) -> dict[str, list[bytes]]:
+    files: dict[str, list[bytes]] = {"labels only": [], "distilled": []}
+    for seed in seeds:
+        for variant in files:
+            keras.utils.set_random_seed(seed)  # the same initial weights for both variants
+            student = digits_cnn(input_shape=data.input_shape, **STUDENT)
+            trainer = student if variant == "labels only" else distill(teacher, student, **DISTILL)
+            trainer.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+            keras.utils.set_random_seed(seed)  # the same batch order
+            trainer.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
+            files[variant].append(_int8(student, calibration))
+    return files
+
+
+def self_distilled(recipe: Recipe, settings: SelfDistill = SELF_DISTILL) -> Recipe:
+    """``recipe`` with ``distill: settings`` on every prune/cluster/qat stage."""
+    return dataclasses.replace(recipe, stages=tuple(
+        dataclasses.replace(stage, distill=settings) for stage in recipe.stages))
+
+
+def _recipes(model, data, seeds, quick, calibration) -> dict[str, tuple[Recipe, list[bytes]]]:
+    plain = our_recipes(quick)["prune+cluster+PCQAT (tflite_opt)"]
+    out = {}
+    for name, recipe in (("plain recipe", plain), ("self-distilled recipe", self_distilled(plain))):
+        files = []
+        for seed in seeds:
+            keras.utils.set_random_seed(seed)
+            result = OptimizationPlan(recipe).run(
+                model, train_data=(data.x_train, data.y_train), optimizer="adam",
+                loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32,
+                verbose=0)
+            files.append(_int8(result.model, calibration))
+        out[name] = (recipe, files)
+    return out
+
+
+def _score(files, data, reference) -> tuple[np.ndarray, float]:
+    correct = np.stack([tflite_correct(f, data.x_test, data.y_test, reference)[1] for f in files])
+    return correct, float(np.mean([gzip_size(f) for f in files]))
+
+
+def _plot(rows: list[list], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    names = [f"{r[0]}\n{r[1]}" for r in rows]
+    means = [r[3] for r in rows]
+    stds = [r[4] for r in rows]
+    colors = ["tab:gray" if "hand" in r[1] or "labels" in r[1] or "plain" in r[1] else "tab:blue"
+              for r in rows]
+    ax.bar(range(len(rows)), means, yerr=stds, color=colors, capsize=4)
+    ax.set_xticks(range(len(rows)), names, fontsize=7)
+    low = min(m - s for m, s in zip(means, stds))
+    ax.set_ylim(max(0.0, low - 2.0), min(100.0, max(means) + 1.5))
+    ax.set_ylabel("int8 accuracy (%), mean ± std over seeds")
+    ax.set_title("Distillation (blue) vs labels only / no distillation / hand QAT (gray)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(output_dir: Path, quick: bool = False) -> dict:
+    start = time.perf_counter()
+    data = eval_data(quick)
+    teacher, teacher_source = example_float_model(data, quick)
+    calibration = data.x_train[:200]
+    reference = teacher.predict(data.x_test, batch_size=256, verbose=0)
+    seeds = SEEDS[:1] if quick else SEEDS
+    recipe_seeds = RECIPE_SEEDS[:1] if quick else RECIPE_SEEDS
+    epochs = 2 if quick else STUDENT_EPOCHS
+
+    # 1. A student from the teacher vs from the labels.
+    student_params = digits_cnn(input_shape=data.input_shape, **STUDENT).count_params()
+    params_ratio = student_params / teacher.count_params()
+    students = _students(teacher, data, seeds, epochs, calibration)
+    scored = {name: _score(files, data, reference) for name, files in students.items()}
+    gain = paired_bootstrap_difference_ci(scored["distilled"][0], scored["labels only"][0])
+
+    # 2. The default recipe with and without self-distillation, and the hand tfmot QAT.
+    recipes = _recipes(teacher, data, recipe_seeds, quick, calibration)
+    hand = []
+    for seed in recipe_seeds:
+        keras.utils.set_random_seed(seed)
+        hand.append(baselines.hand_qat(teacher, data.x_train, data.y_train,
+                                       epochs=1 if quick else HAND_QAT_EPOCHS)[0])
+    scored.update({name: _score(files, data, reference) for name, (_, files) in recipes.items()})
+    scored["tfmot QAT (hand)"] = _score(hand, data, reference)
+    vs_plain = paired_bootstrap_difference_ci(scored["self-distilled recipe"][0],
+                                              scored["plain recipe"][0])
+    vs_hand = paired_bootstrap_difference_ci(scored["self-distilled recipe"][0],
+                                             scored["tfmot QAT (hand)"][0])
+
+    def acc(name: str) -> float:
+        return float(scored[name][0].mean())
+
+    rows = []
+    for part, name, params, recipe in (
+            ("student", "labels only", student_params, None),
+            ("student", "distilled", student_params, DISTILL),
+            ("digits_cnn", "plain recipe", teacher.count_params(),
+             recipes["plain recipe"][0].to_dict()),
+            ("digits_cnn", "self-distilled recipe", teacher.count_params(),
+             recipes["self-distilled recipe"][0].to_dict()),
+            ("digits_cnn", "tfmot QAT (hand)", teacher.count_params(), None)):
+        correct, gzip_bytes = scored[name]
+        per_seed = 100 * correct.mean(axis=1)
+        rows.append([part, name, params, round(float(per_seed.mean()), 3),
+                     round(float(per_seed.std()), 3), len(per_seed), int(gzip_bytes),
+                     recipe_hash(recipe) or "n/a"])
+    _plot(rows, output_dir / "distill_accuracy.png")
+    cpu = host_cpu()
+    summary = {
+        "student_params_ratio": params_ratio,
+        "distilled_accuracy": acc("distilled"),
+        "labels_only_accuracy": acc("labels only"),
+        "distill_gain_points": 100 * gain.difference,
+        "distill_gain_ci95_low": 100 * gain.ci95_low,
+        "distill_gain_ci95_high": 100 * gain.ci95_high,
+        "self_distilled_recipe_accuracy": acc("self-distilled recipe"),
+        "plain_recipe_accuracy": acc("plain recipe"),
+        "self_distilled_gzip_bytes": scored["self-distilled recipe"][1],
+        "plain_recipe_gzip_bytes": scored["plain recipe"][1],
+        "baseline_best_accuracy": acc("tfmot QAT (hand)"),
+        "baseline_best_gzip_bytes": scored["tfmot QAT (hand)"][1],
+        "self_distilled_minus_plain_ci95_low": 100 * vs_plain.ci95_low,
+        "self_distilled_minus_baseline_ci95_low": 100 * vs_hand.ci95_low,
+        "eval_images": len(data.y_test),
+        "seeds": {"students": len(seeds), "recipes": len(recipe_seeds)},
+        "cpu": cpu.describe(),
+        "wall_s": time.perf_counter() - start,
+    }
+    differences = [["distilled student", "labels-only student", gain],
+                   ["self-distilled recipe", "plain recipe", vs_plain],
+                   ["self-distilled recipe", "tfmot QAT (hand)", vs_hand]]
+    tables = [
+        {"title": f"int8 accuracy on {len(data.y_test)} augmented held-out digits (LiteRT), "
+                  f"mean and std over seeds; teacher: {teacher_source}",
+         "columns": ["model", "variant", "params", "accuracy %", "std", "seeds", "gzip_bytes",
+                     "recipe_sha256"],
+         "rows": rows,
+         "note": f"Student: digits_cnn({STUDENT}), {epochs} epochs, Adam 1e-3, the same initial "
+                 f"weights and batch order per seed for both variants; distilled with "
+                 f"{DISTILL}. Recipes: compare.our_recipes' prune+cluster+PCQAT, self-distilled "
+                 f"with distill: {dataclasses.asdict(SELF_DISTILL)} on every stage."},
+        {"title": "Paired differences (accuracy points, 95% interval from a bootstrap over "
+                  "images and seeds)",
+         "columns": ["a", "b", "a - b", "ci95 low", "ci95 high", "verdict"],
+         "rows": [[a, b, round(100 * d.difference, 3), round(100 * d.ci95_low, 3),
+                   round(100 * d.ci95_high, 3), d.verdict] for a, b, d in differences]},
+    ]
+    return {"summary": summary, "tables": tables,
+            "details": {"recipes": {name: r.to_dict() for name, (r, _) in recipes.items()},
+                        "student": STUDENT, "distill": DISTILL,
+                        "differences": {f"{a} - {b}": d.to_dict() for a, b, d in differences},
+                        "cpu": cpu.to_dict()}}
