@@ -212,3 +212,30 @@ def test_plan_self_distilled_prune_on_keras3_model(digits16):
     assert isinstance(result.model, keras3.Model)
     assert "distillation_loss" in result.stages[0].metrics
     assert result.sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_recipe_file_distill_student_parses():
+    from tests.conftest import REPO_ROOT
+
+    recipe = Recipe.from_file(REPO_ROOT / "recipes" / "distill_student.yaml")
+    assert [s.type for s in recipe.stages] == ["distill", "prune", "cluster", "qat"]
+    assert all(s.distill == SelfDistill(0.5, 3.0) for s in recipe.stages[1:])
+
+
+def test_plan_self_distilled_qat_restores_a_finished_run_from_checkpoint(digits16, tmp_path):
+    from tflite_opt._keras import keras as tf_keras
+    from tflite_opt.train.plan import OptimizationPlan
+
+    model = _mlp(tf_keras, 16, "float")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(*_plan_data(digits16), epochs=2, verbose=0)
+    recipe = Recipe(stages=(QATStage(epochs=1, scheme="default",
+                                     distill=SelfDistill(0.5, 3.0)),))
+    first = OptimizationPlan(recipe).run(model, _plan_data(digits16), verbose=0,
+                                         checkpoint_dir=tmp_path)
+    again = OptimizationPlan(recipe).run(model, _plan_data(digits16), verbose=0,
+                                         checkpoint_dir=tmp_path)
+    x = digits16.x_test[:64]
+    np.testing.assert_allclose(again.model.predict(x, verbose=0),
+                               first.model.predict(x, verbose=0), atol=1e-5)
+    assert "distillation_loss" in first.stages[0].metrics
