@@ -84,3 +84,16 @@ def test_keras_flavor_names_each_keras_and_rejects_other_objects():
         tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1)])) == "tf_keras"
     with pytest.raises(tflite_opt.InvalidArgumentError, match="not a Keras model"):
         tflite_opt.keras_flavor(object())
+
+
+def test_functions_named_like_submodules_stay_callable_after_submodule_imports():
+    # Importing tflite_opt.convert (the package) or tflite_opt.export (the module) first makes
+    # Python bind the module to the package attribute; calls must still reach the function.
+    out = _fresh_python(
+        "import numpy as np, tflite_opt, tflite_opt.convert.precision, tflite_opt.export\n"
+        "from tflite_opt._keras import keras\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])\n"
+        "result = tflite_opt.convert(model, 'float32')\n"
+        "print(type(result).__name__, len(result.tflite_bytes) > 0)\n"
+        "print(callable(tflite_opt.export))\n")
+    assert out[-3:] == ["ConversionResult", "True", "True"]

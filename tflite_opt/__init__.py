@@ -16,6 +16,8 @@ does not change which Keras ``tf.keras`` is for the user's code (see ``tflite_op
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -62,6 +64,24 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+class _ModuleNamedLikeItsFunction(types.ModuleType):
+    """A submodule that shares its name with a public function: ``convert``, ``export``.
+
+    Importing the submodule ``tflite_opt.convert`` (which any of our own modules may do first)
+    makes Python's import system set the attribute ``tflite_opt.convert`` to that module, hiding
+    the lazily resolved function of the same name. Such a module calls its namesake function,
+    so ``tflite_opt.convert(model, "int8")`` works whichever of the two the attribute holds.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+def _name_like_its_function(module_name: str) -> None:
+    """Makes ``module_name`` (a submodule named like a public function) call that function."""
+    sys.modules[module_name].__class__ = _ModuleNamedLikeItsFunction
 
 
 def __getattr__(name: str):

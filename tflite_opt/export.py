@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from tflite_opt import _name_like_its_function
 from tflite_opt._keras import keras
 
 
@@ -42,3 +43,6 @@ def export(model: keras.Model, path: str | os.PathLike, precision: str = "int8",
     result = convert(strip(model), precision, representative_data=representative_data,
                      **convert_options)
     return result.save(path, overwrite=overwrite, labels=labels)
+
+
+_name_like_its_function(__name__)  # tflite_opt.export(...) calls export() either way

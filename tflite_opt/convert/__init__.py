@@ -10,6 +10,7 @@ Example:
     >>> rgb = convert(rgb_model, "int8", representative_data=x, target="mediapipe_image_classifier")
 """
 
+from tflite_opt import _name_like_its_function
 from tflite_opt.convert.accuracy_aware import AccuracyAwareResult, Trial, convert_accuracy_aware
 from tflite_opt.convert.converter import MIN_CALIBRATION_SAMPLES, ConversionResult, convert
 from tflite_opt.convert.metadata import ModelInfo, embed_metadata, read_metadata
@@ -27,3 +28,5 @@ __all__ = [
     "flex_ops", "io_details", "operator_names", "quantization_report", "read_metadata",
     "sidecar_path", "signatures", "tensor_dtypes",
 ]
+
+_name_like_its_function(__name__)  # tflite_opt.convert(...) calls convert() either way
