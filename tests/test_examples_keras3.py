@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -51,9 +52,11 @@ def test_optimize_script_takes_a_keras3_file_and_data(tmp_path, digits16):
     model.save(model_path)
     np.savez(data_path, x_train=digits16.x_train[:256], y_train=digits16.y_train[:256],
              x_test=digits16.x_test[:64], y_test=digits16.y_test[:64])
-    recipe = tmp_path / "prune.yaml"
+    recipe = tmp_path / "chain.yaml"
     recipe.write_text("precision: int8\nstages:\n"
-                      "  - {type: prune, epochs: 1, learning_rate: 0.001, target_sparsity: 0.75}\n")
+                      "  - {type: prune, epochs: 1, learning_rate: 0.001, target_sparsity: 0.75}\n"
+                      "  - {type: cluster, epochs: 1, learning_rate: 0.0001, number_of_clusters: 8}\n"
+                      "  - {type: qat, epochs: 1, learning_rate: 0.0001, scheme: pcqat}\n")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "optimize.py"),
                              f"--model={model_path}", f"--data={data_path}", f"--recipe={recipe}",
@@ -63,3 +66,10 @@ def test_optimize_script_takes_a_keras3_file_and_data(tmp_path, digits16):
     io_types, dense1 = _int8_io_and_dense1_sparsity(out / "model_int8.tflite")
     assert io_types == {"int8"}
     assert dense1 and np.isclose(dense1[0], 0.75, atol=0.01), dense1
+    import json
+
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    assert [s["name"] for s in stages] == ["prune", "cluster", "qat"]
+    # PCQAT kept both: the zeros and at most 8 values per optimized kernel
+    assert stages[-1]["sparsity"] == pytest.approx(0.75, abs=0.01)
+    assert stages[-1]["max_unique_weights"] <= 8
