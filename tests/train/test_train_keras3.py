@@ -239,3 +239,10 @@ def test_a_keras3_prune_fit_strip_export_never_imports_tfmot(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-1] == "False"
+
+
+@pytest.mark.parametrize("make_layer", ["keras", "tf_keras"])
+def test_a_bare_layer_of_either_keras_is_refused_with_the_public_way_out(make_layer):
+    module = keras if make_layer == "keras" else pytest.importorskip("tf_keras")
+    with pytest.raises(InvalidArgumentError, match=r"keras\.Sequential\(\[keras\.Input"):
+        prune(module.layers.Dense(2), 0.5, schedule="constant")

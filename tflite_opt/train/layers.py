@@ -110,8 +110,9 @@ def iter_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
 def check_graph_model(model: Any, what: str) -> None:
     """Raises unless ``model`` is a built Sequential or Functional Keras model."""
     if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"{what} needs a tf_keras Model, got {type(model).__name__}; "
-                                   "build the model with tf_keras (tflite_opt._keras.keras)")
+        raise InvalidArgumentError(f"{what} needs a Keras model, got a {type(model).__name__}; "
+                                   "put the layer in a model first, e.g. "
+                                   "keras.Sequential([keras.Input(shape), layer])")
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
         raise UnsupportedLayerError(
             f"model {model.name!r} ({type(model).__name__}) is a subclassed model; {what} needs a "

@@ -26,7 +26,9 @@ def is_graph_model(model: Any) -> bool:
 def check_graph_model(model: Any, what: str) -> None:
     """Raises unless ``model`` is a built Keras 3 Sequential or Functional model."""
     if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"{what} needs a Keras model, got {type(model).__name__}")
+        raise InvalidArgumentError(f"{what} needs a Keras model, got a {type(model).__name__}; "
+                                   "put the layer in a model first, e.g. "
+                                   "keras.Sequential([keras.Input(shape), layer])")
     if not is_graph_model(model):
         raise UnsupportedLayerError(
             f"model {model.name!r} ({type(model).__name__}) is a subclassed Keras 3 model; {what} "
