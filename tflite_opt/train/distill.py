@@ -37,15 +37,19 @@ def _check_settings(alpha: Any, temperature: Any) -> None:
 
 
 def outputs_are_probabilities(model: Any) -> bool:
-    """Whether ``model`` ends in a softmax, asked of its outputs on a seeded random batch.
+    """Whether ``model`` ends in a softmax, asked of its outputs on a seeded random batch
+    (False for a model with several outputs: those are distilled as logits).
 
     Example:
         >>> outputs_are_probabilities(digits_cnn())
         True
     """
-    shape = tuple(model.inputs[0].shape)
-    x = np.random.default_rng(0).uniform(0.0, 1.0, (4,) + shape[1:]).astype(np.float32)
-    out = np.asarray(model(x, training=False), np.float64).reshape(4, -1)
+    rng = np.random.default_rng(0)
+    x = [rng.uniform(0.0, 1.0, (4,) + tuple(v.shape[1:])).astype(np.float32) for v in model.inputs]
+    out = model(x if len(x) > 1 else x[0], training=False)
+    if isinstance(out, (list, tuple, dict)):
+        return False  # several outputs: Keras's Distiller needs logits per output
+    out = np.asarray(out, np.float64).reshape(4, -1)
     return bool(np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
 
 
@@ -97,6 +101,9 @@ class Distiller(keras.Model):
                                            "which returns keras.distillation.Distiller)")
         _check_settings(alpha, temperature)
         _check_shapes(teacher, student)
+        if len(student.outputs) != 1:
+            raise InvalidArgumentError(f"student {student.name!r} has {len(student.outputs)} "
+                                       "outputs; Distiller distills one classifier output")
         self.teacher = teacher
         self.student = student
         self.alpha = float(alpha)
