@@ -239,3 +239,23 @@ def test_plan_self_distilled_qat_restores_a_finished_run_from_checkpoint(digits1
     np.testing.assert_allclose(again.model.predict(x, verbose=0),
                                first.model.predict(x, verbose=0), atol=1e-5)
     assert "distillation_loss" in first.stages[0].metrics
+
+
+def test_plan_distill_stage_keras3_teacher_file_builds_a_keras3_student(digits16, tmp_path):
+    import keras as keras3
+
+    from tflite_opt.train.plan import OptimizationPlan
+
+    teacher = _mlp(keras3, 32, "teacher")
+    teacher.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    teacher.fit(*_plan_data(digits16), epochs=1, verbose=0)
+    path = tmp_path / "teacher.keras"
+    teacher.save(path)
+    recipe = Recipe(stages=(DistillStage(student="digits_cnn", teacher=str(path), epochs=1,
+                                         student_options={"width": 2, "dense_units": 8}),))
+    given = _mlp(keras3, 4, "ignored")  # the file, not the given model, teaches
+    result = OptimizationPlan(recipe).run(given, _plan_data(digits16), verbose=0)
+    student = result.model
+    assert isinstance(student, keras3.Model) and student.name == "digits_cnn"
+    assert student.get_layer("conv1").filters == 2
+    assert "distillation_loss" in result.stages[0].metrics
