@@ -183,6 +183,22 @@ def test_own_fit_then_export_writes_int8_file_keeping_sparsity_clusters_and_accu
     assert keras_accuracy >= chain.float_accuracy - 0.15
 
 
+def test_pcqat_on_plain_batchnorm_model_exports_after_own_fit(stages, tmp_path):
+    """The reported failure: quantize_aware(plain, "pcqat"), fit, export raised a ValueError."""
+    data = stages["bn"].data
+    with pytest.warns(UserWarning, match="no zero weights"):
+        qat = tflite_opt.quantize_aware(stages["bn"].float, scheme="pcqat")
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    qat.fit(data.x_train[:64], data.y_train[:64], batch_size=32, verbose=0,
+            callbacks=tflite_opt.training_callbacks(qat))
+    path = tflite_opt.export(qat, tmp_path / "plain_pcqat.tflite")
+    info = inspect_model(path)
+    assert [t["dtype"] for t in info.inputs + info.outputs] == ["int8", "int8"]
+    keras_outputs = qat.predict(data.x_test, verbose=0)
+    result = evaluate_tflite(path, data.x_test, reference_outputs=keras_outputs)
+    assert result.agreement >= 1 - MAX_DIFFERING_IMAGES / len(data.x_test)
+
+
 @pytest.mark.parametrize("start,expected", [("float", (False, False)), ("pruned", (True, False)),
                                             ("clustered", (False, True)),
                                             ("pruned_clustered", (True, True))])
