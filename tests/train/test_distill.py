@@ -172,10 +172,10 @@ def test_recipe_distill_must_be_first_and_round_trips():
 
 
 def _plan_data(digits16):
-    return (digits16.x_train[:256], digits16.y_train[:256])
+    return (digits16.x_train[:128], digits16.y_train[:128])
 
 
-def test_plan_distill_stage_then_self_distilled_prune_trains_the_student(digits16, tmp_path):
+def test_plan_distill_stage_then_self_distilled_prune_trains_the_student(digits16):
     from tflite_opt._keras import keras as tf_keras
     from tflite_opt.train.plan import OptimizationPlan
 
@@ -188,8 +188,7 @@ def test_plan_distill_stage_then_self_distilled_prune_trains_the_student(digits1
         {"type": "prune", "epochs": 1, "target_sparsity": 0.5, "schedule": "constant",
          "distill": {"alpha": 0.5, "temperature": 2.0}}],
         "policy": {"skip_classifier": False}})
-    result = OptimizationPlan(recipe).run(teacher, _plan_data(digits16), verbose=0,
-                                          checkpoint_dir=tmp_path / "plan")
+    result = OptimizationPlan(recipe).run(teacher, _plan_data(digits16), verbose=0)
     assert [s.name for s in result.stages] == ["distill", "prune"]
     assert result.model.count_params() == 16 * 16 * 24 + 24 + 24 * 10 + 10
     assert "distillation_loss" in result.stages[1].metrics
