@@ -135,7 +135,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                                     shape=tuple(kernel.shape), initializer="ones",
                                     dtype=kernel.dtype, trainable=False)
         self.pruning_step = self.add_weight(name="pruning_step", shape=(), initializer="zeros",
-                                            dtype="int64", trainable=False)
+                                            dtype="int32", trainable=False)
         self.built = True
 
     def new_mask(self, sparsity: Any) -> Any:

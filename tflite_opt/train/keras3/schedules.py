@@ -27,7 +27,7 @@ class PruningSchedule:
 
     def should_prune(self, step: Any) -> Any:
         """True on steps in ``[begin_step, end_step]`` that are a multiple of ``frequency``."""
-        step = ops.cast(step, "int64")
+        step = ops.cast(step, "int32")  # int32: JAX disables 64-bit ints by default
         in_range = ops.greater_equal(step, self.begin_step)
         if self.end_step >= 0:
             in_range = ops.logical_and(in_range, ops.less_equal(step, self.end_step))
