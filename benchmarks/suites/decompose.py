@@ -12,11 +12,13 @@ Every model is fine-tuned ``FINE_TUNE_EPOCHS`` epochs at a learning rate fixed b
 (never tuned on the evaluation set), converted to full int8 and scored through LiteRT on
 ``benchmarks.common.eval_data`` (augmented held-out digits); the accuracy drop is the original
 int8 file's accuracy minus the decomposed one's, paired on the same images with a 95% bootstrap
-interval (``tflite_opt.report.significance``). Latency: ``tflite_opt.benchmark``, one thread,
+interval (``tflite_opt.report.significance``). As a control, the original is also fine-tuned the
+same epochs (``original + fine-tune``; ``*_drop_vs_fine_tuned_original``). Latency: ``tflite_opt.benchmark``, one thread,
 measured side by side in this run.
 
 Summary keys (stable): dense_params_ratio, dense_accuracy_drop, dense_accuracy_drop_ci95_high,
-conv_params_ratio, conv_accuracy_drop, conv_accuracy_drop_ci95_high, conv_spatial_params_ratio,
+conv_params_ratio, conv_accuracy_drop, conv_accuracy_drop_ci95_high, dense_accuracy_drop_vs_fine_tuned_original,
+conv_accuracy_drop_vs_fine_tuned_original, conv_spatial_params_ratio,
 conv_spatial_accuracy_drop, dense_latency_ratio, conv_latency_ratio, eval_images, cpu, wall_s.
 Accuracy drops are in points (percent).
 """
@@ -37,6 +39,7 @@ from tflite_opt.runtime.benchmark import gzip_size
 from tflite_opt.runtime.host_cpu import host_cpu
 from tflite_opt.train import LayerPolicy
 from tflite_opt.train.decompose import decompose, policy_skips
+from tflite_opt.train.dispatch import deep_copy
 
 DENSE_TARGET = 0.5
 CONV_TARGET = 0.6
@@ -81,7 +84,7 @@ def _plot(rows: list[list], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     names = [f"{r[0]}\n{r[1]}" for r in rows]
-    colors = ["tab:gray" if r[1] == "original" else "tab:blue" for r in rows]
+    colors = ["tab:gray" if r[1].startswith("original") else "tab:blue" for r in rows]
     left.bar(range(len(rows)), [r[2] / 1000 for r in rows], color=colors)
     left.set_ylabel("parameters (thousands)")
     right.bar(range(len(rows)), [r[5] for r in rows], color=colors)
@@ -102,6 +105,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     calibration = data.x_train[:200]
     epochs = 1 if quick else FINE_TUNE_EPOCHS
     conv_model, conv_source = example_float_model(data, quick)
+    keras.utils.set_random_seed(0)
     models = {"dense_mlp": (_train_dense(data, epochs=4 if quick else 15), DENSE_TARGET,
                             ("channel",)),
               "digits_cnn": (conv_model, CONV_TARGET, ("channel", "spatial"))}
@@ -112,6 +116,12 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         _, correct = tflite_correct(original, data.x_test, data.y_test)
         scored[(name, "original")] = correct
         extra[(name, "original")] = (model.count_params(), original, None)
+        # Control: the original fine-tuned the same epochs, so that a drop (or gain) is not
+        # the extra training's doing.
+        control = _int8(_fine_tune(deep_copy(model), data, epochs), calibration)
+        _, control_correct = tflite_correct(control, data.x_test, data.y_test)
+        scored[(name, "original + fine-tune")] = control_correct
+        extra[(name, "original + fine-tune")] = (model.count_params(), control, None)
         for mode in modes:
             result, per_layer = decompose_to(model, target, mode)
             before_tuning = _int8(result.model, calibration)
@@ -131,7 +141,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     for (name, variant), correct in scored.items():
         params, tflite, untuned = extra[(name, variant)]
         original_params = extra[(name, "original")][0]
-        if variant == "original":
+        if variant.startswith("original"):
             drop = None
         else:
             drop = paired_bootstrap_difference_ci(scored[(name, "original")], correct)
@@ -154,6 +164,10 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     def ratio(key) -> float:
         return extra[key][0] / extra[(key[0], "original")][0]
 
+    def drop_vs_control(key) -> float:
+        control = scored[(key[0], "original + fine-tune")]
+        return 100 * paired_bootstrap_difference_ci(control, scored[key]).difference
+
     def latency_ratio(key) -> float:
         return latencies[key] / latencies[(key[0], "original")]
 
@@ -164,6 +178,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "conv_params_ratio": ratio(conv_key),
         "conv_accuracy_drop": 100 * conv_drop.difference,
         "conv_accuracy_drop_ci95_high": 100 * conv_drop.ci95_high,
+        "dense_accuracy_drop_vs_fine_tuned_original": drop_vs_control(dense_key),
+        "conv_accuracy_drop_vs_fine_tuned_original": drop_vs_control(conv_key),
         "conv_spatial_params_ratio": ratio(spatial_key),
         "conv_spatial_accuracy_drop": 100 * spatial_drop.difference,
         "dense_latency_ratio": latency_ratio(dense_key),
