@@ -246,3 +246,15 @@ def test_a_bare_layer_of_either_keras_is_refused_with_the_public_way_out(make_la
     module = keras if make_layer == "keras" else pytest.importorskip("tf_keras")
     with pytest.raises(InvalidArgumentError, match=r"keras\.Sequential\(\[keras\.Input"):
         prune(module.layers.Dense(2), 0.5, schedule="constant")
+
+
+def test_the_public_pruning_step_callback_also_serves_keras3_models():
+    from tflite_opt.train import PruningStep
+
+    model = prune(_mlp(), 0.5, schedule="constant", frequency=1)
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    callback = PruningStep()
+    model.fit(x, np.zeros((16, 3), "float32"), batch_size=8, epochs=1, verbose=0,
+              callbacks=[callback])
+    assert (callback.start_step, callback.step) == (0, 2)
