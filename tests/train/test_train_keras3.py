@@ -258,3 +258,28 @@ def test_the_public_pruning_step_callback_also_serves_keras3_models():
     model.fit(x, np.zeros((16, 3), "float32"), batch_size=8, epochs=1, verbose=0,
               callbacks=[callback])
     assert (callback.start_step, callback.step) == (0, 2)
+
+
+def test_plan_interrupted_mid_stage_resumes_keras3_from_its_epoch_checkpoint(small_train, tmp_path):
+    from tflite_opt.train import OptimizationPlan, Recipe
+
+    class Interrupt(Exception):
+        pass
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Interrupt  # after the plan's own checkpoint of this epoch
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(name="flatten"),
+                              keras.layers.Dense(24, activation="relu", name="dense1"),
+                              keras.layers.Dense(10, activation="softmax", name="classifier")])
+    recipe = Recipe(stages=(PruneStage(epochs=2, target_sparsity=0.5, end_fraction=1.0),))
+    with pytest.raises(Interrupt):
+        OptimizationPlan(recipe).run(model, small_train, verbose=0, checkpoint_dir=tmp_path,
+                                     callbacks=[StopAfterFirstEpoch()])
+    assert list(tmp_path.glob("stage0_epoch001/ckpt.weights.h5"))
+    result = OptimizationPlan(recipe).run(model, small_train, verbose=0, checkpoint_dir=tmp_path)
+    assert result.stages[0].epochs == 2
+    # the schedule went on from step 8 (not 0), so it reached its target at step 16
+    assert result.sparsity == pytest.approx(0.5, abs=1 / (256 * 24))
