@@ -82,8 +82,8 @@ def _plot(rows: list[list], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    names = [f"{r[0]}\n{r[1]}" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    names = [f"{r[0]}: {r[1]}" for r in rows]
     colors = ["tab:gray" if r[1].startswith("original") else "tab:blue" for r in rows]
     left.bar(range(len(rows)), [r[2] / 1000 for r in rows], color=colors)
     left.set_ylabel("parameters (thousands)")
@@ -92,7 +92,7 @@ def _plot(rows: list[list], path: Path) -> None:
     right.set_ylim(max(0.0, low - 3.0), 100.0)
     right.set_ylabel("int8 accuracy (%), LiteRT")
     for ax in (left, right):
-        ax.set_xticks(range(len(rows)), names, fontsize=7)
+        ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=35, ha="right")
     fig.suptitle("Low-rank decomposition + fine-tuning (blue) vs the original (gray)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
