@@ -87,9 +87,25 @@ def _keras3(s: dict) -> str:
             "channel")
 
 
+def _distill(s: dict) -> str:
+    return (f"student at {s['student_params_ratio']:.2f}x params: distilled "
+            f"{_pct(s['distilled_accuracy'])} vs labels only {_pct(s['labels_only_accuracy'])}, gain "
+            f"{s['distill_gain_points']:+.2f} points, 95% CI [{s['distill_gain_ci95_low']:+.2f}, "
+            f"{s['distill_gain_ci95_high']:+.2f}]; default recipe with self-distillation "
+            f"{_pct(s['self_distilled_recipe_accuracy'])} vs without {_pct(s['plain_recipe_accuracy'])}")
+
+
+def _decompose(s: dict) -> str:
+    return (f"low-rank: Dense-heavy MLP at {s['dense_params_ratio']:.2f}x params, int8 accuracy drop "
+            f"{s['dense_accuracy_drop']:+.2f} points (95% CI high {s['dense_accuracy_drop_ci95_high']:+.2f}), "
+            f"latency {s['dense_latency_ratio']:.2f}x; digits CNN at {s['conv_params_ratio']:.2f}x, drop "
+            f"{s['conv_accuracy_drop']:+.2f} (CI high {s['conv_accuracy_drop_ci95_high']:+.2f}), latency "
+            f"{s['conv_latency_ratio']:.2f}x")
+
+
 ROWS: dict[str, Callable[[dict], str]] = {
     "pipeline": _pipeline, "train": _train, "convert": _convert, "runtime": _runtime,
-    "compare": _compare, "keras3": _keras3,
+    "compare": _compare, "keras3": _keras3, "distill": _distill, "decompose": _decompose,
 }
 
 
