@@ -9,7 +9,8 @@ import pytest
 from tflite_opt.errors import InvalidArgumentError
 from tflite_opt.models.efficient import (MOBILENET_V2_STAGES, MOBILENET_V3_SMALL_BLOCKS,
                                          SHUFFLENET_V2_STAGES, mobilenet_v2_like,
-                                         mobilenet_v3_small_like, shufflenet_v2_like)
+                                         mobilenet_v3_small, mobilenet_v3_small_like,
+                                         shufflenet_v2_like)
 
 BUILDERS = {"mobilenet_v2_like": mobilenet_v2_like,
             "mobilenet_v3_small_like": mobilenet_v3_small_like,
@@ -107,3 +108,17 @@ def test_builder_converts_to_full_int8(name, flavor):
         type(l).__name__ == "Dense" for l in model.layers)
     kernels = [w for w in inspection.weights if w["role"] == "weight"]
     assert kernels and all(w["dtype"] == "int8" for w in kernels)
+
+
+def test_mobilenet_v3_small_is_keras_applications_model_and_converts():
+    from tflite_opt.convert import convert
+    from tflite_opt.runtime import inspect_model
+
+    model = mobilenet_v3_small((32, 32, 1), num_classes=5, width=0.75, minimalistic=True)
+    assert model.name == "MobileNetV3Small" and model.output_shape == (None, 5)
+    with pytest.raises(InvalidArgumentError, match="needs height and width >= 32"):
+        mobilenet_v3_small((16, 16, 1))
+    x = np.random.default_rng(3).uniform(size=(16, 32, 32, 1)).astype(np.float32)
+    inspection = inspect_model(convert(model, "int8", representative_data=x,
+                                       progress=False).tflite_bytes)
+    assert inspection.inputs[0]["dtype"] == "int8"

@@ -15,7 +15,7 @@ EXPECTED = {
     "ConversionError", "ConversionResult", "DataError", "Dataset", "DelegateSpec", "DistillStage",
     "Distiller", "HostCPU", "SelfDistill", "distill",
     "DecomposeStage", "DecompositionResult", "LayerDecomposition", "decompose",
-    "mobilenet_v2_like", "mobilenet_v3_small_like", "shufflenet_v2_like",
+    "mobilenet_v2_like", "mobilenet_v3_small", "mobilenet_v3_small_like", "shufflenet_v2_like",
     "ImagePreprocessing", "InputSpec", "Inspection", "InterpreterOptions", "InvalidArgumentError",
     "InvalidTFLiteError", "LayerPolicy", "ModelInfo", "ModelLoadError", "OptimizationPlan", "OutputExistsError",
     "PipelineConfig", "PipelineResult", "PlanResult", "Precision", "PruneStage", "PruningStep",

@@ -31,8 +31,8 @@ _EXPORTS: dict[str, str] = {
                      "load_evaluation_data"), "tflite_opt.data.calibration"),
     # models
     **dict.fromkeys(("digits_cnn", "dense_mlp", "mobilenet_v2"), "tflite_opt.models.builders"),
-    **dict.fromkeys(("mobilenet_v2_like", "mobilenet_v3_small_like", "shufflenet_v2_like"),
-                    "tflite_opt.models.efficient"),
+    **dict.fromkeys(("mobilenet_v2_like", "mobilenet_v3_small", "mobilenet_v3_small_like",
+                     "shufflenet_v2_like"), "tflite_opt.models.efficient"),
     "load_model": "tflite_opt.models.loading",
     "keras_flavor": "tflite_opt._keras",
     "train_digits_cnn": "tflite_opt.models.training",

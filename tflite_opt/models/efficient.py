@@ -7,7 +7,8 @@ depthwise kernel size and the input resolution, and builds the same graph with e
 Why not ``keras.applications``: its MobileNetV2/MobileNetV3Small take a width (``alpha``) but no
 depth or kernel size, start with a stride-2 stem sized for 224x224 images (a 32x32 digit is 1x1
 after five stride-2 stages), and tf_keras's MobileNetV3 builds its hard-swish from raw TF ops
-(``TFOpLambda`` layers). ``builders.mobilenet_v2`` still gives the applications model as is.
+(``TFOpLambda`` layers). :func:`mobilenet_v3_small` and ``builders.mobilenet_v2`` give the
+applications models as they are.
 The stage tables below are the papers' (Sandler et al. 2018; Howard et al. 2019; Ma et al.
 2018), shortened for digits: fewer stride-2 stages and narrower channels at ``width=1``.
 
@@ -221,6 +222,38 @@ def mobilenet_v3_small_like(input_shape: tuple[int, int, int] = (32, 32, 1),
     outputs = _classifier(K, x, num_classes, hidden=_channels(256 * width),
                           hidden_activation="hswish")
     return K.Model(inputs, outputs, name="mobilenet_v3_small_like")
+
+
+def mobilenet_v3_small(input_shape: tuple[int, int, int] = (32, 32, 1), num_classes: int = 10,
+                       *, width: float = 1.0, minimalistic: bool = False,
+                       flavor: str = "keras3") -> Any:
+    """``keras.applications.MobileNetV3Small`` itself, random weights (nothing downloads).
+
+    The published architecture, for when depth and kernel size need not change (then use
+    :func:`mobilenet_v3_small_like`). Its stem and four stride-2 stages are sized for 224x224:
+    a 32x32 input ends at 1x1, and its 1,024-unit head holds most of the parameters (1.0M at
+    ``width=0.75``). tf_keras's version computes hard-swish with raw TF ops (``TFOpLambda``).
+
+    Args:
+        input_shape: ``(height, width, channels)``; height and width >= 32. Defaults to
+            ``(32, 32, 1)``.
+        num_classes: Classifier outputs. Defaults to 10.
+        width: ``alpha``, the channel multiplier. Defaults to 1.0.
+        minimalistic: No squeeze-excite, hard-swish or 5x5 kernels. Defaults to False.
+        flavor: ``keras3`` or ``tf_keras``. Defaults to keras3.
+
+    Example:
+        >>> model = mobilenet_v3_small((32, 32, 1), width=0.75)
+    """
+    K = _layers(flavor)
+    _check("mobilenet_v3_small", input_shape, num_classes, width, 1.0, 3)
+    if min(input_shape[:2]) < 32:
+        raise InvalidArgumentError(f"mobilenet_v3_small: input_shape is {tuple(input_shape)!r}; "
+                                   "keras.applications.MobileNetV3Small needs height and width "
+                                   ">= 32 (use mobilenet_v3_small_like for smaller inputs)")
+    return K.applications.MobileNetV3Small(
+        input_shape=tuple(input_shape), alpha=width, minimalistic=minimalistic, weights=None,
+        classes=num_classes, include_preprocessing=False, classifier_activation="softmax")
 
 
 def _channel_half(K: Any, x: Any, first: bool, name: str) -> Any:
