@@ -258,3 +258,25 @@ def test_plan_distill_stage_keras3_teacher_file_builds_a_keras3_student(digits16
     assert isinstance(student, keras3.Model) and student.name == "digits_cnn"
     assert student.get_layer("conv1").filters == 2
     assert "distillation_loss" in result.stages[0].metrics
+
+
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
+def test_own_fit_self_distilled_pruning_reaches_the_sparsity(digits16, flavor):
+    import keras as keras3
+
+    import tflite_opt
+    from tflite_opt._keras import keras as tf_keras
+
+    keras_module = keras3 if flavor == "keras3" else tf_keras
+    x, y = _plan_data(digits16)
+    model = _mlp(keras_module, 16, "float")
+    pruned = tflite_opt.prune(model, 0.5, end_step=4, frequency=1, policy=tflite_opt.LayerPolicy(
+        skip_classifier=False))
+    distiller = tflite_opt.distill(model, pruned, alpha=0.5, temperature=3.0)
+    distiller.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = distiller.fit(x, y, epochs=2, batch_size=64, verbose=0,
+                            callbacks=tflite_opt.training_callbacks(pruned))
+    assert history.history["sparsity"][-1] == pytest.approx(0.5, abs=0.01)
+    stats = tflite_opt.weight_stats(tflite_opt.strip(distiller.student))
+    assert set(stats) == {l.name for l in model.layers if l.weights}  # the student's only
+    assert stats[model.layers[2].name]["sparsity"] == pytest.approx(0.5, abs=0.01)
