@@ -221,11 +221,15 @@ def test_recipe_file_distill_student_parses():
     assert all(s.distill == SelfDistill(0.5, 3.0) for s in recipe.stages[1:])
 
 
-def test_plan_self_distilled_qat_restores_a_finished_run_from_checkpoint(digits16, tmp_path):
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
+def test_plan_self_distilled_qat_restores_a_finished_run_from_checkpoint(digits16, tmp_path,
+                                                                         flavor):
+    import keras as keras3
+
     from tflite_opt._keras import keras as tf_keras
     from tflite_opt.train.plan import OptimizationPlan
 
-    model = _mlp(tf_keras, 16, "float")
+    model = _mlp(keras3 if flavor == "keras3" else tf_keras, 16, "float")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(*_plan_data(digits16), epochs=2, verbose=0)
     recipe = Recipe(stages=(QATStage(epochs=1, scheme="default",

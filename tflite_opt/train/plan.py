@@ -192,6 +192,16 @@ def _loss_for_outputs(model: keras.Model, loss: Any, train_data: Any) -> Any:
     return getattr(keras.losses, name)(from_logits=True)
 
 
+def _built(trainer: Any) -> Any:
+    """``trainer``, called once on zeros if it is an unbuilt distiller: Keras 3 loads weights
+    only into a built model, and a distiller is built on its first call."""
+    if getattr(trainer, "built", True) or not hasattr(trainer, "student"):
+        return trainer
+    zeros = [np.zeros((1,) + tuple(v.shape[1:]), np.float32) for v in trainer.student.inputs]
+    trainer(zeros if len(zeros) > 1 else zeros[0], training=False)
+    return trainer
+
+
 def _first_compression_stage(recipe: Recipe) -> int:
     """Index of the first stage after a distill stage: its input is the float model that
     teaches the compressed one (self-distillation)."""
@@ -444,7 +454,7 @@ class OptimizationPlan:
                                 loss=loss, metrics=list(metrics) if metrics else None,
                                 run_eagerly=run_eagerly)
                 if resume_epoch:
-                    load_training_weights(trainer, plan_dir / state["checkpoint"])
+                    load_training_weights(_built(trainer), plan_dir / state["checkpoint"])
             summary = StageSummary(stage.type, verbose=0)
             stage_callbacks: list[keras.callbacks.Callback] = []
             step_callback = pruning_step_callback(wrapped)
@@ -541,7 +551,7 @@ class OptimizationPlan:
             float_teacher = _load_own_model(
                 plan_dir / f"stage{_first_compression_stage(self.recipe)}_input.keras")
         trainer = self._trainer(last, wrapped, stage_input, float_teacher)
-        load_training_weights(trainer, plan_dir / state["checkpoint"])
+        load_training_weights(_built(trainer), plan_dir / state["checkpoint"])
         return wrapped
 
     def _distill_teacher(self, stage: DistillStage, current: keras.Model) -> keras.Model:
