@@ -13,13 +13,14 @@ Every model is fine-tuned ``FINE_TUNE_EPOCHS`` epochs at a learning rate fixed b
 ``benchmarks.common.eval_data`` (augmented held-out digits); the accuracy drop is the original
 int8 file's accuracy minus the decomposed one's, paired on the same images with a 95% bootstrap
 interval (``tflite_opt.report.significance``). As a control, the original is also fine-tuned the
-same epochs (``original + fine-tune``; ``*_drop_vs_fine_tuned_original``). Latency: ``tflite_opt.benchmark``, one thread,
-measured side by side in this run.
+same epochs (``original + fine-tune``; ``*_drop_vs_fine_tuned_original``). Latency:
+``tflite_opt.benchmark``, one thread, measured side by side in this run.
 
 Summary keys (stable): dense_params_ratio, dense_accuracy_drop, dense_accuracy_drop_ci95_high,
-conv_params_ratio, conv_accuracy_drop, conv_accuracy_drop_ci95_high, dense_accuracy_drop_vs_fine_tuned_original,
-conv_accuracy_drop_vs_fine_tuned_original, conv_spatial_params_ratio,
-conv_spatial_accuracy_drop, dense_latency_ratio, conv_latency_ratio, eval_images, cpu, wall_s.
+conv_params_ratio, conv_accuracy_drop, conv_accuracy_drop_ci95_high,
+dense_accuracy_drop_vs_fine_tuned_original, conv_accuracy_drop_vs_fine_tuned_original,
+conv_spatial_params_ratio, conv_spatial_accuracy_drop, dense_latency_ratio, conv_latency_ratio,
+eval_images, cpu, wall_s.
 Accuracy drops are in points (percent).
 """
 
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-import numpy as np
 
 from benchmarks.common import eval_data, example_float_model, tflite_correct
 from benchmarks.suites.compare import _train_dense

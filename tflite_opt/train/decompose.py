@@ -317,8 +317,9 @@ def decompose(model: Any, *, params_ratio: float | None = None, energy: float | 
         if not kind or layer.name in skip or (only is not None and layer.name not in only) or \
                 (params_ratio is None and energy is None and layer.name not in ranks):
             continue
-        kernel = layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else np.asarray(layer.kernel)
         use_bias = bool(layer.get_config().get("use_bias", True))
+        weights = layer.get_weights()  # [kernel] or [kernel, bias], in either Keras
+        kernel = weights[0]
         before = int(kernel.size + (kernel.shape[-1] if use_bias else 0))
         rows, cols = _matrix_shape(kernel.shape, kind)
         full_rank = min(rows, cols)
@@ -360,9 +361,7 @@ def decompose(model: Any, *, params_ratio: float | None = None, energy: float | 
                                             _first_output_shape(layer, kind, rank))
         new_entries[by_name[layer.name]] = [first_entry, second_entry]
         first, second = factor_kernels(kernel, kind, rank)
-        bias = (layer.bias.numpy() if hasattr(layer.bias, "numpy") else np.asarray(layer.bias),) \
-            if use_bias else ()
-        factors[layer.name] = ((first,), (second, *bias))
+        factors[layer.name] = ((first,), (second, *weights[1:2]))
         reports.append(LayerDecomposition(layer.name, kind, rank, full_rank, before, after, kept,
                                           True))
 
