@@ -27,6 +27,9 @@ from tflite_opt._keras import keras, keras3
 from tflite_opt.errors import InvalidArgumentError
 
 FLAVORS = ("tf_keras", "keras3")
+# BatchNorm's moving statistics follow the batches faster than Keras's 0.99: a digits epoch is
+# ~45 steps, and with 0.99 a 3-epoch model still scored chance in inference mode (97% in training).
+BN_MOMENTUM = 0.9
 
 # MobileNetV2 inverted residuals: (expansion, channels at width 1, repeats at depth 1, stride).
 MOBILENET_V2_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), (4, 96, 1, 1))
@@ -81,7 +84,7 @@ def _conv_bn(K: Any, x: Any, filters: int, kernel: int, stride: int, name: str,
              activation: str | None = "relu6") -> Any:
     x = K.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                         name=f"{name}_conv")(x)
-    x = K.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = K.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return _activation(K, x, activation, name)
 
 
@@ -89,7 +92,7 @@ def _depthwise_bn(K: Any, x: Any, kernel: int, stride: int, name: str,
                   activation: str | None = "relu6") -> Any:
     x = K.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
                                  name=f"{name}_dw")(x)
-    x = K.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = K.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
     return _activation(K, x, activation, f"{name}_dw")
 
 
