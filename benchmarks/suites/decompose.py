@@ -5,6 +5,8 @@
 2. Conv: the digits CNN (``benchmarks.common.example_float_model``) decomposed to at most 0.6x
    its parameters (``CONV_TARGET``), convolutions in ``channel`` mode (kxk conv with r filters +
    1x1 conv); the ``spatial`` mode (kx1 + 1xk) is measured beside it.
+3. Built small instead of made small: the efficient builders (``tflite_opt.models.efficient``)
+   at half width, trained from scratch ``EFFICIENT_EPOCHS`` epochs, through the same checks.
 
 Both use the default recipe policy (the first conv and the classifier stay whole). The per-layer
 ``params_ratio`` is the largest multiple of 0.01 at which the whole model meets the target.
@@ -20,7 +22,7 @@ Summary keys (stable): dense_params_ratio, dense_accuracy_drop, dense_accuracy_d
 conv_params_ratio, conv_accuracy_drop, conv_accuracy_drop_ci95_high,
 dense_accuracy_drop_vs_fine_tuned_original, conv_accuracy_drop_vs_fine_tuned_original,
 conv_spatial_params_ratio, conv_spatial_accuracy_drop, dense_latency_ratio, conv_latency_ratio,
-eval_images, cpu, wall_s.
+efficient_<builder>_accuracy, efficient_<builder>_params, eval_images, cpu, wall_s.
 Accuracy drops are in points (percent).
 """
 
@@ -32,6 +34,8 @@ from pathlib import Path
 from benchmarks.common import eval_data, example_float_model, tflite_correct
 from benchmarks.suites.compare import _train_dense
 from tflite_opt._keras import keras
+from tflite_opt.models.efficient import (mobilenet_v2_like, mobilenet_v3_small_like,
+                                         shufflenet_v2_like)
 from tflite_opt.report.significance import paired_bootstrap_difference_ci
 from tflite_opt.runtime import benchmark
 from tflite_opt.runtime.benchmark import gzip_size
@@ -44,6 +48,12 @@ DENSE_TARGET = 0.5
 CONV_TARGET = 0.6
 FINE_TUNE_EPOCHS = 6
 FINE_TUNE_LR = 5e-4
+# Built small instead of made small: the efficient builders at half width, trained from scratch.
+EFFICIENT = {"mobilenet_v2_like": mobilenet_v2_like,
+             "mobilenet_v3_small_like": mobilenet_v3_small_like,
+             "shufflenet_v2_like": shufflenet_v2_like}
+EFFICIENT_WIDTH = 0.5
+EFFICIENT_EPOCHS = 12
 
 
 def _int8(model, calibration) -> bytes:
@@ -73,6 +83,47 @@ def _fine_tune(model, data, epochs: int):
 
 def _latency_us(tflite: bytes) -> float:
     return benchmark(tflite, num_runs=200, warmup_runs=20).median_us
+
+
+def _efficient(data, calibration, epochs: int) -> list[list]:
+    rows = []
+    for name, build in EFFICIENT.items():
+        keras.utils.set_random_seed(0)
+        model = build(data.input_shape, width=EFFICIENT_WIDTH)
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
+        tflite = _int8(model, calibration)
+        _, correct = tflite_correct(tflite, data.x_test, data.y_test)
+        rows.append([name, EFFICIENT_WIDTH, model.count_params(),
+                     round(100 * float(correct.mean()), 2), len(tflite), gzip_size(tflite),
+                     round(_latency_us(tflite), 1)])
+    return rows
+
+
+def _params_plot(rows: list[list], efficient: list[list], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        marker = "o" if r[1].startswith("original") else "s"
+        ax.scatter(r[2] / 1000, r[5], marker=marker,
+                   color="tab:gray" if marker == "o" else "tab:blue")
+        ax.annotate(f"{r[0]}: {r[1]}", (r[2] / 1000, r[5]), fontsize=6)
+    for r in efficient:
+        ax.scatter(r[2] / 1000, r[3], marker="^", color="tab:green")
+        ax.annotate(r[0], (r[2] / 1000, r[3]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (thousands, log)")
+    ax.set_ylabel("int8 accuracy (%), LiteRT")
+    ax.set_title("Originals (gray), decomposed (blue), efficient builders from scratch (green)",
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot(rows: list[list], path: Path) -> None:
@@ -152,6 +203,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                      f"[{100 * drop.ci95_low:+.2f}, {100 * drop.ci95_high:+.2f}]",
                      len(tflite), gzip_size(tflite), round(latencies[(name, variant)], 1)])
     _plot(rows, output_dir / "decompose_accuracy.png")
+    efficient = _efficient(data, calibration, 2 if quick else EFFICIENT_EPOCHS)
+    _params_plot(rows, efficient, output_dir / "decompose_vs_efficient.png")
 
     def variant_of(name: str, mode: str):
         return next((k, v) for k, v in drops.items() if k[0] == name and k[1].startswith(mode))
@@ -183,6 +236,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "conv_spatial_accuracy_drop": 100 * spatial_drop.difference,
         "dense_latency_ratio": latency_ratio(dense_key),
         "conv_latency_ratio": latency_ratio(conv_key),
+        **{f"efficient_{r[0]}_accuracy": r[3] / 100 for r in efficient},
+        **{f"efficient_{r[0]}_params": r[2] for r in efficient},
         "eval_images": len(data.y_test),
         "cpu": host_cpu().describe(),
         "wall_s": time.perf_counter() - start,
@@ -198,6 +253,13 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                   "params_ratio; the drop is original minus decomposed (positive = lost), "
                   "paired on the same images. The conv model is "
                   f"{conv_source}; the first conv and the classifier stay whole.")},
+        {"title": "Efficient architectures built small (trained from scratch), full int8",
+         "columns": ["builder", "width", "params", "int8 acc. %", "bytes", "gzip bytes",
+                     "median latency us (1 thread)"],
+         "rows": efficient,
+         "note": (f"tflite_opt.models.efficient, width {EFFICIENT_WIDTH}, depth 1, default "
+                  f"kernels, {2 if quick else EFFICIENT_EPOCHS} epochs at Adam 1e-3, seed 0; same "
+                  "eval set and calibration as above.")},
         {"title": "Per layer",
          "columns": ["model", "mode", "layer", "kind", "rank", "full rank", "params before",
                      "params after", "kept energy", "note"],
