@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -75,9 +76,14 @@ def test_run_pipeline_int8_file_has_int8_io_and_weights(pipeline_run):
 
 def test_run_pipeline_reported_accuracy_equals_independent_interpreter_run(pipeline_run, digits16):
     """Runs the int8 file one sample at a time with the raw interpreter, quantizing by hand."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(pipeline_run.output_dir / "model_int8.tflite"))
+    # The same kernels as the pipeline's run: XNNPACK and the builtin int8 kernels round
+    # differently, which can move a sample (how the suite runs with TFLITE_OPT_OP_RESOLVER).
+    resolver = ("BUILTIN_WITHOUT_DEFAULT_DELEGATES"
+                if os.environ.get("TFLITE_OPT_OP_RESOLVER") == "no_xnnpack" else "AUTO")
+    interpreter = Interpreter(model_path=str(pipeline_run.output_dir / "model_int8.tflite"),
+                              experimental_op_resolver_type=getattr(OpResolverType, resolver))
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     scale, zero_point = inp["quantization"]

@@ -6,6 +6,7 @@ import importlib
 import itertools
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -63,6 +64,13 @@ def test_benchmark_reports_statistics_of_the_timed_runs(tflite_files, monkeypatc
     assert result.std_us == pytest.approx(np.std(np.arange(1, 21)))
 
 
+# These check XNNPACK itself, so they cannot hold when the suite runs with it forced off.
+needs_xnnpack = pytest.mark.skipif(
+    os.environ.get("TFLITE_OPT_OP_RESOLVER", "auto") != "auto",
+    reason="checks the XNNPACK delegate; TFLITE_OPT_OP_RESOLVER turns it off for this run")
+
+
+@needs_xnnpack
 def test_benchmark_with_user_inputs_and_no_xnnpack(tflite_files, digits16):
     result = benchmark(tflite_files["int8"], num_runs=5, warmup_runs=1, num_threads=2,
                        op_resolver="no_xnnpack", inputs=digits16.x_test[:1],
@@ -92,6 +100,7 @@ def test_benchmark_bad_arguments_raise(tflite_files, kwargs):
         benchmark(tflite_files["float"], **kwargs)
 
 
+@needs_xnnpack
 def test_delegates_each_get_an_outcome_and_never_raise(tflite_files, tmp_path):
     not_a_library = tmp_path / "libfake.so"
     not_a_library.write_bytes(b"\x7fELF not really")
@@ -206,6 +215,7 @@ def test_profile_ops_covers_every_node_and_sums_to_the_total(tflite_files):
     assert sum(v["share"] for v in prof.by_op_type.values()) == pytest.approx(1.0)
 
 
+@needs_xnnpack
 def test_default_xnnpack_failure_falls_back_and_is_reported(tflite_files, monkeypatch):
     interpreter_module = importlib.import_module("tflite_opt.runtime.interpreter")
     real_build = interpreter_module._build
