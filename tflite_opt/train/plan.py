@@ -475,9 +475,8 @@ class OptimizationPlan:
                             verbose=verbose, **fit_kwargs)
             with scope():
                 current = wrapped if isinstance(stage, (QATStage, DistillStage)) else strip(wrapped)
-            if isinstance(stage, DistillStage):  # the later stages compress the student
-                optimized_layers = layers_optimized_in(current)
-            if isinstance(stage, DecomposeStage):  # the later stages see the factor layers
+            if isinstance(stage, (DistillStage, DecomposeStage)):
+                # the later stages compress the student / see the factor layers
                 optimized_layers = layers_optimized_in(current)
             pruned_before |= isinstance(stage, PruneStage)
             clustered_before |= isinstance(stage, ClusterStage)
