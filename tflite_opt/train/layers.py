@@ -7,12 +7,12 @@ to tfmot's own registries so that it never claims more than tfmot can do.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Iterator
 
 from tflite_opt._keras import keras
 from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
 from tflite_opt.train.recipe import LayerPolicy
+from tflite_opt.train.selection import Selection, policy_candidates
 
 # Layer classes whose kernels tflite_opt reports in weight_stats, with the attribute names of
 # those kernels. Order matters: subclasses first (SeparableConv2D and DepthwiseConv2D are Conv2Ds).
@@ -124,14 +124,6 @@ def check_graph_model(model: Any, what: str) -> None:
                                    f"or give it an Input before {what}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """Layers a method will wrap, with their per-layer settings."""
-
-    names: tuple[str, ...]
-    overrides: dict[str, Any]
-
-
 def select_layers(model: keras.Model, policy: LayerPolicy, method: str) -> Selection:
     """Applies ``policy`` to ``model`` for ``method`` (``prune`` or ``cluster``).
 
@@ -150,34 +142,9 @@ def select_layers(model: keras.Model, policy: LayerPolicy, method: str) -> Selec
             f"{type(layer).__name__}); call tflite_opt.train.strip(model) before {method}, or "
             "use OptimizationPlan to chain prune -> cluster -> qat")
     has_weights = METHODS[method]
-    top = list(model.layers)
-    names_in_model = {layer.name for layer in top}
-    for key, names in (("skip", policy.skip), ("only", policy.only or ()),
-                       ("sparsity", policy.sparsity), ("clusters", policy.clusters)):
-        missing = [n for n in names if n not in names_in_model]
-        if missing:
-            raise InvalidArgumentError(
-                f"policy.{key} names layer {missing[0]!r}, which is not in model {model.name!r}; "
-                f"layers with weights: {', '.join(l.name for l in top if l.weights)}")
-    convs = [l for l in top if isinstance(_inner(l), CONV_TYPES)]
-    denses = [l for l in top if isinstance(_inner(l), keras.layers.Dense)]
-    skip = set(policy.skip)
-    if policy.skip_first_conv and convs:
-        skip.add(convs[0].name)
-    if policy.skip_classifier and denses:
-        skip.add(denses[-1].name)
     chosen = []
-    for layer in top:
-        if layer.name in skip or (policy.only is not None and layer.name not in policy.only):
-            continue
-        if isinstance(layer, keras.Model):
-            if layer.weights:
-                raise UnsupportedLayerError(
-                    f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, which "
-                    f"tflite_opt cannot {method}; skip it with LayerPolicy(skip=[{layer.name!r}]) "
-                    "(policy: {skip: [...]} in a recipe), or flatten it into the outer functional "
-                    "model")
-            continue
+    for layer in policy_candidates(model, policy, method, inner=_inner, conv_types=CONV_TYPES,
+                                   dense_type=keras.layers.Dense, model_type=keras.Model):
         if has_weights(layer):
             chosen.append(layer.name)
         elif layer.trainable_weights and not _wrappable_by_tfmot(layer) and not kernel_attrs(layer):
@@ -187,8 +154,7 @@ def select_layers(model: keras.Model, policy: LayerPolicy, method: str) -> Selec
                 "{skip: [...]} in a recipe), or annotate it: make the class implement "
                 "tfmot.sparsity.keras.PrunableLayer.get_prunable_weights() / "
                 "tfmot.clustering.keras.ClusterableLayer.get_clusterable_weights()")
-    overrides = policy.sparsity if method == "prune" else policy.clusters
-    return Selection(names=tuple(chosen), overrides={k: v for k, v in overrides.items() if k in chosen})
+    return Selection.of(chosen, policy, method)
 
 
 def deep_copy(model: keras.Model) -> keras.Model:

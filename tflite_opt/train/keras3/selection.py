@@ -8,7 +8,6 @@ with weights is an error that names the layer and the way out.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from tflite_opt._keras import keras3
@@ -16,16 +15,9 @@ from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
 from tflite_opt.train.keras3.cloning import check_graph_model
 from tflite_opt.train.keras3.registry import CONV_TYPES, inner_layer, iter_layers, kernel_slot
 from tflite_opt.train.recipe import LayerPolicy
+from tflite_opt.train.selection import Selection, policy_candidates
 
 keras = keras3()
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """Layers a method will wrap, with their per-layer settings."""
-
-    names: tuple[str, ...]
-    overrides: dict[str, Any]
 
 
 def _is_tflite_opt_wrapper(layer: Any) -> bool:
@@ -54,34 +46,10 @@ def select_layers(model: Any, policy: LayerPolicy, method: str) -> Selection:
             f"model {model.name!r} is already wrapped (layer {layer.name!r} is a "
             f"{type(layer).__name__}); call tflite_opt.strip(model) before {method}, or use "
             "OptimizationPlan to chain prune -> cluster -> qat")
-    top = list(model.layers)
-    names_in_model = {layer.name for layer in top}
-    for key, names in (("skip", policy.skip), ("only", policy.only or ()),
-                       ("sparsity", policy.sparsity), ("clusters", policy.clusters)):
-        missing = [n for n in names if n not in names_in_model]
-        if missing:
-            raise InvalidArgumentError(
-                f"policy.{key} names layer {missing[0]!r}, which is not in model {model.name!r}; "
-                f"layers with weights: {', '.join(l.name for l in top if l.weights)}")
-    convs = [l for l in top if isinstance(inner_layer(l), CONV_TYPES)]
-    denses = [l for l in top if isinstance(inner_layer(l), keras.layers.Dense)]
-    skip = set(policy.skip)
-    if policy.skip_first_conv and convs:
-        skip.add(convs[0].name)
-    if policy.skip_classifier and denses:
-        skip.add(denses[-1].name)
     chosen = []
-    for layer in top:
-        if layer.name in skip or (policy.only is not None and layer.name not in policy.only):
-            continue
-        if isinstance(layer, keras.Model):
-            if layer.weights:
-                raise UnsupportedLayerError(
-                    f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, which "
-                    f"tflite_opt cannot {method}; skip it with LayerPolicy(skip=[{layer.name!r}]) "
-                    "(policy: {skip: [...]} in a recipe), or flatten it into the outer functional "
-                    "model")
-            continue
+    for layer in policy_candidates(model, policy, method, inner=inner_layer,
+                                   conv_types=CONV_TYPES, dense_type=keras.layers.Dense,
+                                   model_type=keras.Model):
         if kernel_slot(layer) is not None:
             chosen.append(layer.name)
         elif layer.trainable_weights and not _has_no_kernel(layer):
@@ -90,8 +58,7 @@ def select_layers(model: Any, policy: LayerPolicy, method: str) -> Selection:
                 f"tflite_opt can {method} on Keras 3 (Conv, DepthwiseConv, SeparableConv, Dense, "
                 f"Embedding); skip it with LayerPolicy(skip=[{layer.name!r}]) (policy: "
                 "{skip: [...]} in a recipe)")
-    overrides = policy.sparsity if method == "prune" else policy.clusters
-    return Selection(names=tuple(chosen), overrides={k: v for k, v in overrides.items() if k in chosen})
+    return Selection.of(chosen, policy, method)
 
 
 # Built-in layers with weights but no kernel to prune or cluster (as in tfmot's registries).
