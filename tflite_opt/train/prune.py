@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from tflite_opt._keras import keras
-from tflite_opt.errors import InvalidArgumentError
 from tflite_opt.train.layers import clone_with, deep_copy, select_layers, tfmot
 from tflite_opt.train.recipe import LayerPolicy, PruneStage
 
@@ -37,28 +36,9 @@ def pruning_schedule(stage: PruneStage, total_steps: int | None = None, *,
         >>> schedule = pruning_schedule(PruneStage(target_sparsity=0.5), total_steps=100)
     """
     sp = tfmot().sparsity.keras
-    target = stage.target_sparsity if target_sparsity is None else target_sparsity
-    if stage.schedule == "constant":
-        frequency = stage.frequency
-        if frequency is None:
-            frequency = 100 if total_steps is None else max(1, min(100, total_steps // 10))
-        return sp.ConstantSparsity(target, begin_step=begin_step, frequency=frequency)
-    if end_step is None:
-        if total_steps is None:
-            raise InvalidArgumentError(
-                "a polynomial pruning schedule needs the number of training steps; pass "
-                "end_step=epochs * steps_per_epoch (or schedule='constant')")
-        end_step = begin_step + max(1, int(total_steps * stage.end_fraction))
-    ramp = max(1, end_step - begin_step)
-    frequency = stage.frequency or max(1, ramp // 10)
-    frequency = min(frequency, ramp)
-    end_step = begin_step + max(frequency, (ramp // frequency) * frequency)
-    if total_steps is not None and end_step > begin_step + total_steps:
-        end_step = begin_step + (total_steps // frequency) * frequency
-    return sp.PolynomialDecay(initial_sparsity=min(stage.initial_sparsity, target),
-                              final_sparsity=target, begin_step=begin_step,
-                              end_step=max(end_step, begin_step + 1), power=stage.power,
-                              frequency=frequency)
+    kind, arguments = stage.schedule_arguments(total_steps, target_sparsity=target_sparsity,
+                                               begin_step=begin_step, end_step=end_step)
+    return (sp.ConstantSparsity if kind == "constant" else sp.PolynomialDecay)(**arguments)
 
 
 def prune(model: keras.Model, target_sparsity: float = 0.75, *, end_step: int | None = None,

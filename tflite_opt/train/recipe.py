@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Union
 
-from tflite_opt.errors import RecipeError
+from tflite_opt.errors import InvalidArgumentError, RecipeError
 
 PRECISIONS = ("int8", "float32", "float16", "dynamic", "int16x8")
 SCHEDULES = ("polynomial", "constant")
@@ -162,6 +162,57 @@ class PruneStage:
                 raise RecipeError(f"recipe key '{prefix}.m_by_n'{_where(source)} is "
                                   f"{_short(self.m_by_n)}; accepted: [m, n] integers with "
                                   "0 < m < n <= 64, e.g. [2, 4]")
+
+    def schedule_arguments(self, total_steps: int | None = None, *,
+                           target_sparsity: float | None = None, begin_step: int = 0,
+                           end_step: int | None = None) -> tuple[str, dict[str, Any]]:
+        """The schedule's kind and constructor arguments; the same for tfmot and Keras 3.
+
+        The polynomial ramp ends at ``end_step`` (default: ``end_fraction`` of ``total_steps``),
+        snapped to a multiple of the update frequency: masks only update on
+        ``(step - begin) % frequency == 0``, so an end step off that grid would stop short of the
+        target sparsity.
+
+        Args:
+            total_steps: Training steps of the stage (epochs x steps per epoch).
+            target_sparsity: Overrides ``target_sparsity`` (per-layer policy).
+            begin_step: First step that prunes. Defaults to 0.
+            end_step: Last step of the ramp; computed from ``total_steps`` when None.
+
+        Returns:
+            ``("constant", {target_sparsity, begin_step, frequency})`` or ``("polynomial",
+            {initial_sparsity, final_sparsity, begin_step, end_step, power, frequency})``, the
+            keyword arguments of both Kerases' ``ConstantSparsity`` / ``PolynomialDecay``.
+
+        Raises:
+            InvalidArgumentError: a polynomial schedule without ``end_step`` or ``total_steps``.
+
+        Example:
+            >>> PruneStage(target_sparsity=0.5).schedule_arguments(total_steps=100)[0]
+            'polynomial'
+        """
+        target = self.target_sparsity if target_sparsity is None else target_sparsity
+        if self.schedule == "constant":
+            frequency = self.frequency
+            if frequency is None:
+                frequency = 100 if total_steps is None else max(1, min(100, total_steps // 10))
+            return "constant", {"target_sparsity": target, "begin_step": begin_step,
+                                "frequency": frequency}
+        if end_step is None:
+            if total_steps is None:
+                raise InvalidArgumentError(
+                    "a polynomial pruning schedule needs the number of training steps; pass "
+                    "end_step=epochs * steps_per_epoch (or schedule='constant')")
+            end_step = begin_step + max(1, int(total_steps * self.end_fraction))
+        ramp = max(1, end_step - begin_step)
+        frequency = min(self.frequency or max(1, ramp // 10), ramp)
+        end_step = begin_step + max(frequency, (ramp // frequency) * frequency)
+        if total_steps is not None and end_step > begin_step + total_steps:
+            end_step = begin_step + (total_steps // frequency) * frequency
+        return "polynomial", {"initial_sparsity": min(self.initial_sparsity, target),
+                              "final_sparsity": target, "begin_step": begin_step,
+                              "end_step": max(end_step, begin_step + 1), "power": self.power,
+                              "frequency": frequency}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,32 +140,12 @@ def schedule_for_stage(stage: PruneStage, total_steps: int | None = None, *,
     """The schedule of a prune stage; the same step arithmetic as the tf_keras path.
 
     The polynomial ramp ends at ``end_step`` (default: ``end_fraction`` of ``total_steps``),
-    snapped to a multiple of the update frequency, because masks only update on
-    ``(step - begin) % frequency == 0``: an end step off that grid would stop short of the
-    target. Kept in step with ``tflite_opt.train.prune.pruning_schedule``, which builds tfmot's
-    objects (and so cannot be used for Keras 3 models).
+    snapped to a multiple of the update frequency (``PruneStage.schedule_arguments``, which
+    ``tflite_opt.train.prune.pruning_schedule`` uses for tfmot's objects too).
 
     Example:
         >>> schedule = schedule_for_stage(PruneStage(target_sparsity=0.5), total_steps=100)
     """
-    target = stage.target_sparsity if target_sparsity is None else target_sparsity
-    if stage.schedule == "constant":
-        frequency = stage.frequency
-        if frequency is None:
-            frequency = 100 if total_steps is None else max(1, min(100, total_steps // 10))
-        return ConstantSparsity(target, begin_step=begin_step, frequency=frequency)
-    if end_step is None:
-        if total_steps is None:
-            raise InvalidArgumentError(
-                "a polynomial pruning schedule needs the number of training steps; pass "
-                "end_step=epochs * steps_per_epoch (or schedule='constant')")
-        end_step = begin_step + max(1, int(total_steps * stage.end_fraction))
-    ramp = max(1, end_step - begin_step)
-    frequency = stage.frequency or max(1, ramp // 10)
-    frequency = min(frequency, ramp)
-    end_step = begin_step + max(frequency, (ramp // frequency) * frequency)
-    if total_steps is not None and end_step > begin_step + total_steps:
-        end_step = begin_step + (total_steps // frequency) * frequency
-    return PolynomialDecay(min(stage.initial_sparsity, target), target, begin_step=begin_step,
-                           end_step=max(end_step, begin_step + 1), power=stage.power,
-                           frequency=frequency)
+    kind, arguments = stage.schedule_arguments(total_steps, target_sparsity=target_sparsity,
+                                               begin_step=begin_step, end_step=end_step)
+    return (ConstantSparsity if kind == "constant" else PolynomialDecay)(**arguments)
