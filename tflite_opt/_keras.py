@@ -131,6 +131,26 @@ def keras3() -> ModuleType:
     return keras3_module
 
 
+FLAVORS = ("tf_keras", "keras3")
+
+
+def keras_of_flavor(flavor: str) -> ModuleType:
+    """The Keras module of a flavor name: ``tf_keras`` (Keras 2) or ``keras3`` (``import keras``).
+
+    Raises:
+        InvalidArgumentError: ``flavor`` is neither.
+
+    Example:
+        >>> keras_of_flavor("keras3").Sequential
+    """
+    if flavor not in FLAVORS:
+        from tflite_opt.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"flavor is {flavor!r}; accepted: 'tf_keras' (Keras 2) or "
+                                   "'keras3' (import keras)")
+    return keras3() if flavor == "keras3" else keras
+
+
 def is_keras3_object(obj: Any) -> bool:
     """Whether ``obj`` is a Keras 3 model or layer (checked by class, never by name)."""
     return isinstance(obj, keras3().layers.Layer)

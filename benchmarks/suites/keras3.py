@@ -1,7 +1,7 @@
 """Suite `keras3`: one recipe on a tf_keras and a Keras 3 model, and MobileNetV2 in Keras 3.
 
-1. **The two Kerases side by side.** The digits CNN is built twice, with tf_keras
-   (``models.builders.digits_cnn``) and with Keras 3 (``models.keras3_builders``), trained
+1. **The two Kerases side by side.** The digits CNN is built twice by
+   ``models.builders.digits_cnn``, with tf_keras and with Keras 3 (``flavor=``), trained
    from the same seed for the same epochs, then taken through the same ``Recipe.default()``
    (prune to 75% -> 16 sparsity-preserving clusters -> PCQAT) by ``OptimizationPlan`` and
    converted to full int8 without calibration data. The tf_keras path runs on tfmot, the
@@ -49,15 +49,11 @@ def _recipe(quick: bool) -> Recipe:
 
 def _float_digits_cnn(flavor: str, data, epochs: int):
     """The digits CNN of ``flavor`` (``tf_keras`` or ``keras3``), trained from seed 0."""
-    if flavor == "tf_keras":
-        from tflite_opt._keras import keras
-        from tflite_opt.models.builders import digits_cnn as build
-    else:
-        import keras
+    from tflite_opt._keras import keras_of_flavor
+    from tflite_opt.models.builders import digits_cnn
 
-        from tflite_opt.models.keras3_builders import digits_cnn_keras3 as build
-    keras.utils.set_random_seed(SEED)
-    model = build(input_shape=data.input_shape)
+    keras_of_flavor(flavor).utils.set_random_seed(SEED)
+    model = digits_cnn(input_shape=data.input_shape, flavor=flavor)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
     return model

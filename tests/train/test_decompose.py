@@ -212,13 +212,11 @@ def test_recipe_decompose_stage_round_trips_and_must_come_first():
 
 @pytest.mark.parametrize("flavor", sorted(KERASES))
 def test_plan_runs_decompose_before_prune(flavor, tiny_train):
-    from tflite_opt.models.keras3_builders import digits_cnn_keras3
     from tflite_opt.models.builders import digits_cnn
     from tflite_opt.train import OptimizationPlan
     from tflite_opt.train.recipe import DecomposeStage, PruneStage, Recipe
 
-    build = digits_cnn_keras3 if flavor == "keras3" else digits_cnn
-    model = build((16, 16, 1), width=8, dense_units=32)
+    model = digits_cnn((16, 16, 1), width=8, dense_units=32, flavor=flavor)
     recipe = Recipe(stages=(DecomposeStage(epochs=1, params_ratio=0.5),
                             PruneStage(epochs=1, target_sparsity=0.5)))
     result = OptimizationPlan(recipe).run(model, tiny_train, batch_size=32, verbose=0,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
-from tflite_opt.models.keras3_builders import digits_cnn_keras3
+from tflite_opt.models.builders import digits_cnn
 from tflite_opt.train.keras3 import folding
 from tflite_opt.train.keras3.preserve import KernelStructure
 from tflite_opt.train.keras3.qat import KERAS3_QAT_SCHEMES, quantize_aware_keras3
@@ -33,7 +33,7 @@ def _seed() -> None:
 @pytest.fixture(scope="module")
 def float_model(digits16):
     _seed()
-    model = digits_cnn_keras3((16, 16, 1), width=8, dense_units=32)
+    model = digits_cnn((16, 16, 1), width=8, dense_units=32, flavor="keras3")
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(digits16.x_train, digits16.y_train, epochs=6, batch_size=32, verbose=0)
     return model
@@ -172,12 +172,9 @@ def test_both_kerases_give_the_same_full_int8_file_through_quantize_aware(flavor
     import tflite_opt
     from tflite_opt.runtime import inspect_model
 
-    if flavor == "tf_keras":
-        from tflite_opt.models.builders import digits_cnn as build
-    else:
-        build = digits_cnn_keras3
     _seed()
-    qat = tflite_opt.quantize_aware(build((16, 16, 1), width=8, dense_units=32), "default")
+    qat = tflite_opt.quantize_aware(digits_cnn((16, 16, 1), width=8, dense_units=32,
+                                               flavor=flavor), "default")
     qat(digits16.x_train[:64], training=True)  # activation ranges from one batch
     info = _assert_full_int8(_convert(qat), {"CONV_2D", "MAX_POOL_2D", "RESHAPE",
                                              "FULLY_CONNECTED", "SOFTMAX"})

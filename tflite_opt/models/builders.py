@@ -5,13 +5,15 @@ Efficient-architecture builders (and the architecture search) plug in here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from tflite_opt._keras import keras
+from tflite_opt._keras import keras, keras_of_flavor
 
 
 def digits_cnn(input_shape: tuple[int, int, int] = (32, 32, 1), num_classes: int = 10,
-               width: int = 16, dense_units: int = 64) -> keras.Model:
+               width: int = 16, dense_units: int = 64, flavor: str = "tf_keras") -> Any:
     """The default CNN of the main job: three conv blocks and a two-layer head.
 
     Most weights sit in the middle convolutions and the first dense layer, which is
@@ -23,11 +25,15 @@ def digits_cnn(input_shape: tuple[int, int, int] = (32, 32, 1), num_classes: int
         num_classes: Classifier outputs. Defaults to 10.
         width: Filters of the first conv; later blocks use 2x and 4x. Defaults to 16.
         dense_units: Units of the hidden dense layer. Defaults to 64.
+        flavor: ``tf_keras`` or ``keras3``: which Keras builds it (the same layers and names,
+            so the two Kerases can be compared on one recipe). Defaults to tf_keras.
 
     Example:
         >>> model = digits_cnn()
         >>> model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+        >>> twin = digits_cnn((16, 16, 1), width=8, dense_units=32, flavor="keras3")
     """
+    keras = keras_of_flavor(flavor)
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.Conv2D(2 * width, 3, padding="same", name="conv2")(x)
@@ -46,12 +52,13 @@ def digits_cnn(input_shape: tuple[int, int, int] = (32, 32, 1), num_classes: int
 
 
 def dense_mlp(input_shape: tuple[int, ...] = (32, 32, 1), num_classes: int = 10,
-              hidden: tuple[int, ...] = (512, 256)) -> keras.Model:
-    """A Dense-heavy model (flatten then fully connected layers).
+              hidden: tuple[int, ...] = (512, 256), flavor: str = "tf_keras") -> Any:
+    """A Dense-heavy model (flatten then fully connected layers), with either Keras (``flavor``).
 
     Example:
         >>> model = dense_mlp(hidden=(128,))
     """
+    keras = keras_of_flavor(flavor)
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate(hidden):

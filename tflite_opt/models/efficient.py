@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tflite_opt._keras import keras, keras3
+from tflite_opt._keras import keras_of_flavor
 from tflite_opt.errors import InvalidArgumentError
 
-FLAVORS = ("tf_keras", "keras3")
 # BatchNorm's moving statistics follow the batches faster than Keras's 0.99: a digits epoch is
 # ~45 steps, and with 0.99 a 3-epoch model still scored chance in inference mode (97% in training).
 BN_MOMENTUM = 0.9
@@ -42,13 +41,6 @@ MOBILENET_V3_SMALL_BLOCKS = (
 )
 # ShuffleNetV2: (channels at width 1, units at depth 1); every stage starts with a stride-2 unit.
 SHUFFLENET_V2_STAGES = ((48, 2), (96, 4), (192, 2))
-
-
-def _layers(flavor: str) -> Any:
-    if flavor not in FLAVORS:
-        raise InvalidArgumentError(f"flavor is {flavor!r}; accepted: 'tf_keras' (Keras 2) or "
-                                   "'keras3' (import keras)")
-    return keras3() if flavor == "keras3" else keras
 
 
 def _check(builder: str, input_shape: Any, num_classes: Any, width: Any, depth: Any,
@@ -143,7 +135,7 @@ def mobilenet_v2_like(input_shape: tuple[int, int, int] = (32, 32, 1), num_class
         >>> model = mobilenet_v2_like((32, 32, 1), width=0.5, flavor="keras3")
         >>> model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     """
-    K = _layers(flavor)
+    K = keras_of_flavor(flavor)
     _check("mobilenet_v2_like", input_shape, num_classes, width, depth, kernel_size)
     inputs = K.Input(shape=tuple(input_shape), name="image")
     x = _conv_bn(K, inputs, _channels(16 * width), 3, 1, "stem")
@@ -198,7 +190,7 @@ def mobilenet_v3_small_like(input_shape: tuple[int, int, int] = (32, 32, 1),
     Example:
         >>> model = mobilenet_v3_small_like((32, 32, 1), width=0.75, kernel_size=3)
     """
-    K = _layers(flavor)
+    K = keras_of_flavor(flavor)
     _check("mobilenet_v3_small_like", input_shape, num_classes, width, depth, kernel_size)
     inputs = K.Input(shape=tuple(input_shape), name="image")
     x = _conv_bn(K, inputs, _channels(16 * width), 3, 1, "stem", activation="hswish")
@@ -248,7 +240,7 @@ def mobilenet_v3_small(input_shape: tuple[int, int, int] = (32, 32, 1), num_clas
     Example:
         >>> model = mobilenet_v3_small((32, 32, 1), width=0.75)
     """
-    K = _layers(flavor)
+    K = keras_of_flavor(flavor)
     _check("mobilenet_v3_small", input_shape, num_classes, width, 1.0, 3)
     if min(input_shape[:2]) < 32:
         raise InvalidArgumentError(f"mobilenet_v3_small: input_shape is {tuple(input_shape)!r}; "
@@ -295,7 +287,7 @@ def shufflenet_v2_like(input_shape: tuple[int, int, int] = (32, 32, 1), num_clas
     Example:
         >>> model = shufflenet_v2_like((32, 32, 1), width=0.5, depth=2.0, flavor="keras3")
     """
-    K = _layers(flavor)
+    K = keras_of_flavor(flavor)
     _check("shufflenet_v2_like", input_shape, num_classes, width, depth, kernel_size)
     inputs = K.Input(shape=tuple(input_shape), name="image")
     x = _conv_bn(K, inputs, _channels(24 * width), 3, 1, "stem", activation="relu")

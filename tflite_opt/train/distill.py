@@ -238,12 +238,11 @@ def student_of(model: Any) -> Any:
     return getattr(model, "student", model)
 
 
-def _builders() -> dict[str, tuple[Any, Any]]:
-    """Student builder name -> (tf_keras builder, Keras 3 builder or None)."""
+def _builders() -> dict[str, Any]:
+    """Student builder name -> builder (each takes ``flavor=`` for the Keras to build with)."""
     from tflite_opt.models.builders import dense_mlp, digits_cnn
-    from tflite_opt.models.keras3_builders import digits_cnn_keras3
 
-    return {"digits_cnn": (digits_cnn, digits_cnn_keras3), "dense_mlp": (dense_mlp, None)}
+    return {"digits_cnn": digits_cnn, "dense_mlp": dense_mlp}
 
 
 STUDENT_BUILDERS = ("digits_cnn", "dense_mlp")  # the keys of _builders(); pinned by a test
@@ -258,7 +257,7 @@ def build_student(name: str, teacher: Any, options: dict[str, Any] | None = None
         options: The builder's keyword arguments, e.g. ``{"width": 4}``. Defaults to None.
 
     Raises:
-        InvalidArgumentError: an unknown builder or argument, or no Keras 3 twin of the builder.
+        InvalidArgumentError: an unknown builder or argument.
 
     Example:
         >>> student = build_student("digits_cnn", teacher, {"width": 4, "dense_units": 16})
@@ -269,17 +268,14 @@ def build_student(name: str, teacher: Any, options: dict[str, Any] | None = None
     if name not in builders:
         raise InvalidArgumentError(f"student builder {name!r} is unknown; accepted: "
                                    f"{', '.join(builders)} (or a .keras file)")
-    tf_keras_builder, keras3_builder = builders[name]
-    builder = keras3_builder if is_keras3_object(teacher) else tf_keras_builder
-    if builder is None:
-        raise InvalidArgumentError(f"student builder {name!r} has no Keras 3 version and the "
-                                   f"teacher {teacher.name!r} is a Keras 3 model; use "
-                                   "'digits_cnn' or a Keras 3 .keras student file")
+    builder = builders[name]
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in (options or {}).items()}
-    allowed = set(inspect.signature(builder).parameters) - {"input_shape", "num_classes"}
+    allowed = set(inspect.signature(builder).parameters) - {"input_shape", "num_classes",
+                                                             "flavor"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise InvalidArgumentError(f"student_options key {unknown[0]!r} is not an argument of "
                                    f"{name}; accepted: {', '.join(sorted(allowed))}")
     return builder(input_shape=tuple(teacher.inputs[0].shape[1:]),
-                   num_classes=int(teacher.outputs[0].shape[-1]), **options)
+                   num_classes=int(teacher.outputs[0].shape[-1]),
+                   flavor="keras3" if is_keras3_object(teacher) else "tf_keras", **options)
