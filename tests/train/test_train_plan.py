@@ -26,9 +26,11 @@ class EpochCounter(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.epochs = 0
+        self.logs = []
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs += 1
+        self.logs.append(dict(logs or {}))
 
 
 def test_run_default_chain_records_each_stage_and_returns_qat_model(trained_tiny_cnn, digits16,
@@ -51,6 +53,8 @@ def test_run_default_chain_records_each_stage_and_returns_qat_model(trained_tiny
     assert result.stages[1].max_unique_weights <= 16
     assert result.stages[2].max_unique_weights <= 16
     assert result.stages[2].sparsity >= 0.75 - 1e-3
+    # the epoch logs of the QAT stage cover the same (clustered) layers, not every QAT-wrapped one
+    assert counter.logs[-1]["max_unique_weights"] <= 16
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(result.stages[2].metrics)
     assert result.optimized_layers == ("conv2", "conv3", "dense1")
     assert is_quantize_aware(result.model)

@@ -460,7 +460,7 @@ class OptimizationPlan:
             step_callback = pruning_step_callback(wrapped)
             if step_callback is not None:
                 stage_callbacks.append(step_callback)
-            stage_callbacks += [SparsityLogger(), summary]
+            stage_callbacks += [SparsityLogger(layers=optimized_layers), summary]
             if trainer is not wrapped:
                 stage_callbacks = [_OnStudent(c) for c in stage_callbacks]
             if plan_dir is not None:

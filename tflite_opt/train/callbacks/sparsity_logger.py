@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from tflite_opt._keras import keras, tf
 
@@ -19,6 +19,9 @@ class SparsityLogger(keras.callbacks.Callback):
     Args:
         log_dir: TensorBoard folder for per-layer scalars. Defaults to None (no files).
         verbose: Print one line per epoch. Defaults to 0.
+        layers: Names of the layers the two summary numbers cover. Defaults to None: the
+            layers wrapped for pruning or clustering (QAT wraps every layer, so a plan's QAT
+            stage passes the layers its earlier stages optimized).
 
     Example:
         >>> logger = SparsityLogger(log_dir="logs/prune")
@@ -26,8 +29,10 @@ class SparsityLogger(keras.callbacks.Callback):
         >>> logger.history[-1]["sparsity"]
     """
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, verbose: int = 0) -> None:
+    def __init__(self, log_dir: str | os.PathLike | None = None, verbose: int = 0,
+                 layers: Sequence[str] | None = None) -> None:
         super().__init__()
+        self.layers = None if layers is None else tuple(layers)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.verbose = verbose
         self.history: list[dict[str, Any]] = []
@@ -44,7 +49,7 @@ class SparsityLogger(keras.callbacks.Callback):
         from tflite_opt.train.stats import summarize
 
         stats = weight_stats(self.model)
-        sparsity, unique = summarize(stats, optimized_layers(self.model) or None)
+        sparsity, unique = summarize(stats, self.layers or optimized_layers(self.model) or None)
         return {"sparsity": sparsity, "max_unique_weights": unique, "layers": stats}
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
