@@ -58,6 +58,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     return path
 
 
+def atomic_save_model(model: Any, path: str | os.PathLike) -> Path:
+    """Saves a Keras model (either Keras) with ``model.save`` atomically; returns the path.
+
+    The temporary file keeps the suffix, since Keras picks the format from it.
+
+    Example:
+        >>> atomic_save_model(model, "saved_models/digits_cnn.keras")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -25,7 +25,8 @@ from tflite_opt.data.arrays import load_npz
 from tflite_opt.data.calibration import ImagePreprocessing
 from tflite_opt.data.digits import Dataset, load_digits
 from tflite_opt.errors import DataError, InvalidArgumentError
-from tflite_opt.files import check_output_dir, lock_output_dir, staged_output_dir
+from tflite_opt.files import (atomic_save_model, check_output_dir, lock_output_dir,
+                              staged_output_dir)
 from tflite_opt.models.loading import load_model
 from tflite_opt.models.training import train_digits_cnn
 from tflite_opt.runtime.interpreter import MAX_NUM_THREADS
@@ -217,9 +218,7 @@ def _train_float_model(config: PipelineConfig, data: Dataset, work_dir: Path) ->
     model = train_digits_cnn(data, epochs=config.float_epochs, batch_size=config.batch_size,
                              learning_rate=config.learning_rate, seed=config.seed,
                              verbose=config.verbose)
-    tmp = work_dir / f".float_{key}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, cached)
+    atomic_save_model(model, cached)
     return model
 
 

@@ -21,11 +21,10 @@ flags.DEFINE_bool("overwrite", False, "Replace the output file if it exists.")
 
 def main(argv) -> None:
     _common.reject_extra_args(argv)
-    import os
-    import tempfile
 
     from tflite_opt.data.digits import load_digits
     from tflite_opt.errors import InvalidArgumentError, OutputExistsError
+    from tflite_opt.files import atomic_save_model
     from tflite_opt.models.training import train_digits_cnn
 
     output = Path(FLAGS.output)
@@ -36,19 +35,9 @@ def main(argv) -> None:
     data = load_digits(image_size=FLAGS.image_size, seed=FLAGS.seed)
     model = train_digits_cnn(data, epochs=FLAGS.epochs, seed=FLAGS.seed)
     _, accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # Keras picks the format from the suffix, so the temp file keeps it; rename is atomic.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=output.suffix, dir=output.parent)
-    os.close(fd)
-    try:
-        # A fresh, unbuilt optimizer keeps the file small (no Adam slots) yet ready to fit.
-        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-        model.save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # A fresh, unbuilt optimizer keeps the file small (no Adam slots) yet ready to fit.
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    atomic_save_model(model, output)
     print(f"saved {output} (test accuracy {100 * accuracy:.2f}%)")
 
 

@@ -33,10 +33,8 @@ flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 
 def main(argv) -> None:
     _common.reject_extra_args(argv)
-    import os
-    import tempfile
-
     from tflite_opt.errors import InvalidArgumentError, OutputExistsError
+    from tflite_opt.files import atomic_save_model
 
     output = Path(FLAGS.output)
     save_model = Path(FLAGS.save_model) if FLAGS.save_model and not FLAGS.model else None
@@ -65,18 +63,9 @@ def main(argv) -> None:
         model = train_rgb_classifier(data, epochs=FLAGS.epochs, seed=FLAGS.seed)
     _, keras_accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
     if save_model is not None:
-        save_model.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=save_model.suffix, dir=save_model.parent)
-        os.close(fd)
-        try:
-            # A fresh, unbuilt optimizer keeps the file small (no Adam slots) yet ready to fit.
-            model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-            model.save(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, save_model)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # A fresh, unbuilt optimizer keeps the file small (no Adam slots) yet ready to fit.
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+        atomic_save_model(model, save_model)
         print(f"saved {save_model} (Keras test accuracy {100 * keras_accuracy:.2f}%)")
 
     result = convert(model, FLAGS.precision, representative_data=data.x_train[:200],

@@ -25,7 +25,7 @@ import numpy as np
 
 from tflite_opt._keras import keras, tf
 from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
-from tflite_opt.files import atomic_write_json
+from tflite_opt.files import atomic_save_model, atomic_write_json
 from tflite_opt.train.callbacks import SparsityLogger, StageSummary
 # Every model operation goes through dispatch, so the plan runs Keras 3 and tf_keras models.
 from tflite_opt.train.dispatch import (check_graph_model, cluster, deep_copy,
@@ -214,12 +214,6 @@ def _load_own_model(path: Path) -> Any:
     from tflite_opt.models.loading import load_model
 
     return load_model(path, compile=False, trust_model=True)
-
-
-def _save_model_atomic(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
@@ -433,7 +427,7 @@ class OptimizationPlan:
             stage = self.recipe.stages[index]
             resume_epoch = state["epoch"] if index == state["stage"] else 0
             if plan_dir is not None and resume_epoch == 0:
-                _save_model_atomic(current, plan_dir / f"stage{index}_input.keras")
+                atomic_save_model(current, plan_dir / f"stage{index}_input.keras")
                 state.update(stage=index, epoch=0, checkpoint=None, seconds=0.0, metrics={})
                 atomic_write_json(plan_dir / STATE_FILE, state)
             if verbose:
@@ -499,9 +493,9 @@ class OptimizationPlan:
             if plan_dir is not None:
                 state["completed"].append(record.to_dict())
                 if index + 1 < len(self.recipe.stages):
-                    _save_model_atomic(current, plan_dir / f"stage{index + 1}_input.keras")
+                    atomic_save_model(current, plan_dir / f"stage{index + 1}_input.keras")
                 elif not isinstance(stage, QATStage):
-                    _save_model_atomic(current, plan_dir / FINAL_MODEL)
+                    atomic_save_model(current, plan_dir / FINAL_MODEL)
                 # (a final QAT model is restored from its last epoch checkpoint, kept below)
                 old = state.get("checkpoint")
                 state.update(stage=index + 1, epoch=0, checkpoint=None if index + 1 < len(
