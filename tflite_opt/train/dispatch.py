@@ -307,34 +307,7 @@ def fresh_optimizer_for(model: Any, spec: Any, learning_rate: float | None) -> A
     """A new optimizer of ``model``'s Keras (see ``plan.fresh_optimizer``)."""
     from tflite_opt.train.plan import fresh_optimizer
 
-    if _flavor(model) != KERAS3:
-        return fresh_optimizer(spec, learning_rate)
-    from tflite_opt._keras import keras3 as keras3_module
-
-    keras = keras3_module()
-    if isinstance(spec, str):
-        try:
-            opt = keras.optimizers.get(spec)
-        except ValueError as exc:
-            raise InvalidArgumentError(f"optimizer is {spec!r}, not a Keras optimizer name; "
-                                       "accepted: 'adam', 'sgd', 'rmsprop', ... or an optimizer "
-                                       "instance") from exc
-    elif isinstance(spec, keras.optimizers.Optimizer):
-        opt = spec.__class__.from_config(spec.get_config())
-    elif callable(spec):
-        opt = spec()
-        if not isinstance(opt, keras.optimizers.Optimizer):
-            raise InvalidArgumentError(f"optimizer factory returned {type(opt).__name__}; for a "
-                                       "Keras 3 model it must return a keras.optimizers "
-                                       "optimizer")
-    else:
-        raise InvalidArgumentError(f"optimizer is a {type(spec).__name__}; accepted: a name, a "
-                                   "Keras 3 optimizer instance, or a callable returning one")
-    if learning_rate is not None:
-        config = opt.get_config()
-        config["learning_rate"] = float(learning_rate)
-        opt = opt.__class__.from_config(config)
-    return opt
+    return fresh_optimizer(spec, learning_rate, flavor=_flavor(model))
 
 
 def save_training_weights(model: Any, folder: str | os.PathLike) -> None:

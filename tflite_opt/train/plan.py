@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tflite_opt._keras import keras, tf
+from tflite_opt._keras import keras, keras_of_flavor, tf
 from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
 from tflite_opt.files import atomic_save_model, atomic_write_json
 from tflite_opt.train.callbacks import SparsityLogger, StageSummary
@@ -93,18 +93,27 @@ class PlanResult:
                 "optimized_layers": list(self.optimized_layers), "layers": self.layer_stats}
 
 
-def fresh_optimizer(spec: OptimizerSpec, learning_rate: float | None) -> keras.optimizers.Optimizer:
+def fresh_optimizer(spec: OptimizerSpec, learning_rate: float | None,
+                    flavor: str = "tf_keras") -> Any:
     """A new optimizer from a name, an instance (its config is copied) or a factory.
+
+    Args:
+        spec: An optimizer name, instance, or a callable returning one.
+        learning_rate: Replaces the optimizer's learning rate; None keeps it.
+        flavor: ``tf_keras`` or ``keras3``: the Keras of the model it will train.
+            Defaults to tf_keras.
 
     Example:
         >>> opt = fresh_optimizer("adam", 1e-4)
     """
-    bases = (keras.optimizers.Optimizer,)
-    if hasattr(keras.optimizers, "legacy"):
-        bases = bases + (keras.optimizers.legacy.Optimizer,)
+    k = keras_of_flavor(flavor)
+    kind = "Keras 3 (keras.optimizers)" if flavor == "keras3" else "tf_keras"
+    bases = (k.optimizers.Optimizer,)
+    if hasattr(k.optimizers, "legacy"):
+        bases = bases + (k.optimizers.legacy.Optimizer,)
     if isinstance(spec, str):
         try:
-            opt = keras.optimizers.get(spec)
+            opt = k.optimizers.get(spec)
         except ValueError as exc:
             raise InvalidArgumentError(f"optimizer is {spec!r}, not a Keras optimizer name; accepted: "
                                        "'adam', 'sgd', 'rmsprop', ... or an optimizer instance") from exc
@@ -114,10 +123,10 @@ def fresh_optimizer(spec: OptimizerSpec, learning_rate: float | None) -> keras.o
         opt = spec()
         if not isinstance(opt, bases):
             raise InvalidArgumentError(f"optimizer factory returned {type(opt).__name__}; it must "
-                                       "return a tf_keras optimizer")
+                                       f"return a {kind} optimizer")
     else:
         raise InvalidArgumentError(f"optimizer is a {type(spec).__name__}; accepted: a name, a "
-                                   "tf_keras optimizer instance, or a callable returning one")
+                                   f"{kind} optimizer instance, or a callable returning one")
     if learning_rate is not None:
         config = opt.get_config()
         config["learning_rate"] = float(learning_rate)
