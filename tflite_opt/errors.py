@@ -47,3 +47,15 @@ class InvalidTFLiteError(TfliteOptError):
 
 class OutputExistsError(TfliteOptError, FileExistsError):
     """An output file exists and ``overwrite`` was not requested."""
+
+
+class UpdateRejectedError(TfliteOptError, ValueError):
+    """A federated client update does not fit the server's model (``tflite_opt.federated``).
+
+    ``reason`` is a short code (``"shape"``, ``"non_finite"``, ``"stale_round"``, ...) that the
+    server records per round; the message says what was found and what was expected.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
