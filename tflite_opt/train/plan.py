@@ -211,6 +211,11 @@ def _built(trainer: Any) -> Any:
     return trainer
 
 
+def _zeroes_weights(stage: Any) -> bool:
+    """A magnitude prune stage (its zeros are what PQAT keeps); channel pruning leaves none."""
+    return isinstance(stage, PruneStage) and stage.objective == "size"
+
+
 def _first_compression_stage(recipe: Recipe) -> int:
     """Index of the first stage after a distill stage: its input is the float model that
     teaches the compressed one (self-distillation)."""
@@ -429,7 +434,7 @@ class OptimizationPlan:
         first_compression = _first_compression_stage(self.recipe)
         self_distills = any(getattr(s, "distill", None) is not None for s in self.recipe.stages)
         float_teacher = None
-        pruned_before = any(isinstance(s, PruneStage) for s in self.recipe.stages[:state["stage"]])
+        pruned_before = any(_zeroes_weights(s) for s in self.recipe.stages[:state["stage"]])
         clustered_before = any(isinstance(s, ClusterStage) for s in self.recipe.stages[:state["stage"]])
 
         for index in range(state["stage"], len(self.recipe.stages)):
@@ -481,7 +486,7 @@ class OptimizationPlan:
             if isinstance(stage, (DistillStage, DecomposeStage)):
                 # the later stages compress the student / see the factor layers
                 optimized_layers = layers_optimized_in(current)
-            pruned_before |= isinstance(stage, PruneStage)
+            pruned_before |= _zeroes_weights(stage)
             clustered_before |= isinstance(stage, ClusterStage)
             stats = weight_stats(current)
             sparsity, unique = summarize(stats, optimized_layers or None)
@@ -529,6 +534,10 @@ class OptimizationPlan:
             from tflite_opt.train.decompose import decompose_stage
 
             return decompose_stage(current, stage, policy)
+        if isinstance(stage, PruneStage) and stage.objective == "latency":
+            from tflite_opt.train.channel_pruning import prune_channels_stage
+
+            return prune_channels_stage(current, stage, policy)
         if isinstance(stage, PruneStage):
             return prune(current, stage=stage, policy=policy, total_steps=stage.epochs * steps)
         if isinstance(stage, ClusterStage):
@@ -546,7 +555,7 @@ class OptimizationPlan:
         index = len(self.recipe.stages) - 1
         before = self.recipe.stages[:index]
         stage_input = _load_own_model(plan_dir / f"stage{index}_input.keras")
-        wrapped = self._wrap(last, stage_input, steps, any(s.type == "prune" for s in before),
+        wrapped = self._wrap(last, stage_input, steps, any(_zeroes_weights(s) for s in before),
                              any(s.type == "cluster" for s in before))
         float_teacher = None
         if last.distill is not None:

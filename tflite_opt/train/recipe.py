@@ -27,6 +27,10 @@ from tflite_opt.errors import InvalidArgumentError, RecipeError
 
 PRECISIONS = ("int8", "float32", "float16", "dynamic", "int16x8")
 SCHEDULES = ("polynomial", "constant")
+# What a prune stage optimizes: "size" zeroes weights (smaller gzip, same speed on XNNPACK);
+# "latency" removes whole output channels (tflite_opt.train.channel_pruning): thinner ops.
+PRUNE_OBJECTIVES = ("size", "latency")
+CHANNEL_CRITERIA = ("l1", "l2")  # tflite_opt.train.channel_pruning.CRITERIA
 CENTROID_INITS = ("kmeans++", "linear", "density", "random")
 QAT_SCHEMES = ("auto", "default", "cqat", "pqat", "pcqat")
 # Sane bounds, so a typo cannot ask TensorFlow for a 52 GB tensor or train for a year:
@@ -128,6 +132,14 @@ class PruneStage:
             input weights. Defaults to None (unstructured).
         distill: :class:`SelfDistill` settings: the float model teaches the pruned one. Defaults
             to None (labels only).
+        objective: ``size`` (magnitude pruning: zeros in the kernels) or ``latency`` (channel
+            pruning: ``target_sparsity`` of each layer's output channels are removed at the
+            stage's start, one shot, and the stage's epochs fine-tune the thinner model; the
+            schedule keys do not apply). Defaults to size.
+        criterion: Channel importance with ``objective: latency``: ``l1`` or ``l2`` filter
+            norm. Defaults to l1.
+        channel_multiple: With ``objective: latency``, keep a multiple of this many channels.
+            Defaults to 1.
     """
 
     type: ClassVar[str] = "prune"
@@ -141,9 +153,19 @@ class PruneStage:
     power: float = 3.0
     m_by_n: tuple[int, int] | None = None
     distill: SelfDistill | None = None
+    objective: str = "size"
+    criterion: str = "l1"
+    channel_multiple: int = 1
 
     def validate(self, source: str | None = None, prefix: str = "prune") -> None:
         _check_epochs(source, prefix, self.epochs)
+        _check_choice(source, f"{prefix}.objective", self.objective, PRUNE_OBJECTIVES)
+        _check_choice(source, f"{prefix}.criterion", self.criterion, CHANNEL_CRITERIA)
+        _check_int(source, f"{prefix}.channel_multiple", self.channel_multiple, 1, 64)
+        if self.objective == "latency" and self.m_by_n is not None:
+            raise RecipeError(f"recipe key '{prefix}.m_by_n'{_where(source)} is set with "
+                              "objective latency; M-by-N zeros do not make XNNPACK faster, "
+                              "channel pruning does: remove m_by_n, or use objective: size")
         _check_self_distill(source, prefix, self.distill)
         _check_lr(source, prefix, self.learning_rate)
         _check_range(source, f"{prefix}.target_sparsity", self.target_sparsity, 0.0, 1.0)
@@ -530,6 +552,9 @@ class Recipe:
                 d["m_by_n"] = list(d["m_by_n"])
             if "distill" in d and d["distill"] is None:
                 del d["distill"]  # a recipe without self-distillation keeps its old dict (hash)
+            if stage.type == "prune" and stage.objective == "size":
+                for key in ("objective", "criterion", "channel_multiple"):  # same: old dict
+                    del d[key]
             if "student_options" in d:
                 d["student_options"] = dict(d["student_options"])
             stages.append(d)
