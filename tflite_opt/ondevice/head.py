@@ -1,0 +1,210 @@
+"""Splitting a Keras model into a frozen base and the head that trains on the device.
+
+On-device training updates only the head: the layers from the first trainable one to the
+model's output. Their backward pass is written by hand (``ondevice/graph.py``), because
+``tf.GradientTape`` emits ``ReluGrad`` and ``BroadcastGradientArgs``, which TFLite has only as
+Flex ops; so the head may hold only the layers whose gradients are written there:
+
+- ``Dense`` on a 2-D input, with activation ``linear``, ``relu``, ``tanh`` or ``sigmoid``
+  (``softmax`` on the last one: it becomes part of the loss);
+- ``Activation``/``ReLU``/``Softmax`` layers with those functions, ``Flatten``;
+- ``Dropout``-like layers, which are identities here: the head trains as Keras infers
+  (no random dropout on the device, so a step is deterministic).
+
+Everything before the head is the base: it runs in inference mode and its weights are frozen
+into the file as constants, so any layer the TFLite converter handles may sit there.
+
+Example:
+    >>> base, head = split_model(model, trainable="head")
+    >>> [layer.name for layer in head if layer.trainable]
+    ['classifier']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
+
+ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "softmax")
+# Layers that are identities when Keras infers (training=False): the head trains like that.
+IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
+                   "GaussianDropout", "AlphaDropout", "ActivityRegularization", "InputLayer")
+WEIGHTLESS_LAYERS = ("Flatten", "Activation", "ReLU", "Softmax") + IDENTITY_LAYERS
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadLayer:
+    """One layer of the head, as the exported graph computes it.
+
+    Attributes:
+        name: The Keras layer's name.
+        kind: ``"dense"``, ``"flatten"``, ``"activation"`` or ``"identity"``.
+        activation: One of ``ACTIVATIONS`` (``"linear"`` for weightless kinds but activation).
+        weights: ``(kernel, bias)`` for a Dense layer (no bias: kernel only), float32.
+        trainable: Whether the device updates its weights (frozen head layers still pass
+            gradients to the trainable layers before them).
+    """
+
+    name: str
+    kind: str
+    activation: str = "linear"
+    weights: tuple[np.ndarray, ...] = ()
+    trainable: bool = False
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        return ("kernel", "bias")[:len(self.weights)] if self.kind == "dense" else ()
+
+
+def _activation_name(fn: Any, layer: Any) -> str:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if name not in ACTIVATIONS:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} ({type(layer).__name__}) has activation {name!r}; the on-device "
+            f"head supports {', '.join(ACTIVATIONS)} (softmax on the last layer only): freeze the "
+            "layer into the base (trainable='head' or a trainable list that starts after it)")
+    return name
+
+
+def describe_layer(layer: Any, trainable: bool) -> HeadLayer:
+    """The ``HeadLayer`` for a Keras layer of the head, or an error saying what to do.
+
+    Raises:
+        UnsupportedLayerError: The layer's backward pass is not written with builtin ops.
+    """
+    cls = type(layer).__name__
+    if cls == "Dense":
+        if len(layer.input.shape) != 2:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} (Dense) gets a {len(layer.input.shape)}-D input; the "
+                "on-device head supports Dense on flat (batch, features) inputs: add a Flatten "
+                "before it, or freeze it into the base")
+        weights = tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+        return HeadLayer(layer.name, "dense", _activation_name(layer.activation, layer),
+                         weights, trainable)
+    if trainable:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} ({cls}) cannot train on the device: only Dense layers can "
+            "(their gradient and update are written with TFLite builtin ops); leave it out of "
+            "trainable=, which freezes it into the base")
+    if cls == "Flatten":
+        return HeadLayer(layer.name, "flatten")
+    if cls in IDENTITY_LAYERS:
+        return HeadLayer(layer.name, "identity")
+    if cls == "Activation":
+        return HeadLayer(layer.name, "activation", _activation_name(layer.activation, layer))
+    if cls == "Softmax":
+        if getattr(layer, "axis", -1) not in (-1, [-1], (-1,)):
+            raise UnsupportedLayerError(f"layer {layer.name!r} (Softmax) has axis "
+                                        f"{layer.axis!r}; the on-device head supports axis=-1")
+        return HeadLayer(layer.name, "activation", "softmax")
+    if cls == "ReLU":
+        config = layer.get_config()
+        if config.get("max_value") is None and not config.get("negative_slope") \
+                and not config.get("threshold"):
+            return HeadLayer(layer.name, "activation", "relu")
+        raise UnsupportedLayerError(f"layer {layer.name!r} (ReLU with max_value, negative_slope "
+                                    "or threshold) is not supported in the on-device head; "
+                                    "freeze it into the base")
+    raise UnsupportedLayerError(
+        f"layer {layer.name!r} ({cls}) sits after the first trainable layer, and the on-device "
+        f"head supports only Dense and {', '.join(WEIGHTLESS_LAYERS[:4])} and dropout-like "
+        "layers there (their backward pass is written with TFLite builtin ops): make only "
+        "layers after it trainable, so that it is frozen into the base")
+
+
+def _layers(model: Any) -> list[Any]:
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+def trainable_layer_names(model: Any, trainable: str | Sequence[str]) -> list[str]:
+    """Resolves ``trainable`` (``"all"``, ``"head"`` or layer names) to layer names.
+
+    ``"head"`` is the last layer with weights (the classifier); ``"all"`` every layer with
+    weights; a list names the layers, which must have weights.
+
+    Raises:
+        InvalidArgumentError: An unknown name or value, or a named layer without weights.
+    """
+    layers = _layers(model)
+    with_weights = [layer.name for layer in layers if layer.weights]
+    if not with_weights:
+        raise InvalidArgumentError(f"model {model.name!r} has no layer with weights to train")
+    if isinstance(trainable, str):
+        if trainable == "all":
+            return with_weights
+        if trainable == "head":
+            return with_weights[-1:]
+        raise InvalidArgumentError(f"trainable={trainable!r} is not 'all', 'head' or a list of "
+                                   "layer names")
+    names = list(trainable)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise InvalidArgumentError(f"trainable={trainable!r}: pass 'all', 'head' or a non-empty "
+                                   "list of layer names")
+    known = {layer.name for layer in layers}
+    for name in names:
+        if name not in known:
+            raise InvalidArgumentError(f"trainable names layer {name!r}, which model "
+                                       f"{model.name!r} does not have; its layers with weights: "
+                                       f"{with_weights}")
+        if name not in with_weights:
+            raise InvalidArgumentError(f"trainable names layer {name!r}, which has no weights; "
+                                       f"layers with weights: {with_weights}")
+    return names
+
+
+def split_model(model: Any, trainable: str | Sequence[str] = "head") -> tuple[Any | None,
+                                                                            list[HeadLayer]]:
+    """Splits ``model`` into a frozen base (a Keras model, or None) and the head's layers.
+
+    The head runs from the first trainable layer to the output and must be a chain (each
+    layer feeds only the next), since its backward pass is written layer by layer.
+
+    Raises:
+        InvalidArgumentError: ``trainable`` names no usable layer; the model has several
+            inputs or outputs.
+        UnsupportedLayerError: A head layer has no builtin-op backward pass, or the head is
+            not a chain.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InvalidArgumentError(f"model {model.name!r} has {len(model.inputs)} inputs and "
+                                   f"{len(model.outputs)} outputs; on-device export takes one "
+                                   "of each")
+    names = trainable_layer_names(model, trainable)
+    layers = _layers(model)
+    start = min(i for i, layer in enumerate(layers) if layer.name in names)
+    head = layers[start:]
+    previous = head[0].input
+    for layer in head:
+        if layer.input is not previous or len(getattr(layer, "_inbound_nodes", [None])) > 1:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} is in the trainable head (from {head[0].name!r} to the "
+                "output) but does not take the previous layer's output alone, or is used more "
+                "than once; the on-device head must be a chain: make only layers after the "
+                "branch trainable")
+        previous = layer.output
+    if previous is not model.outputs[0]:
+        raise UnsupportedLayerError(f"the head from {head[0].name!r} does not end at the model's "
+                                    "output; make only layers of the final chain trainable")
+    described = [describe_layer(layer, layer.name in names) for layer in head]
+    for layer in described[:-1]:
+        if layer.activation == "softmax" and any(h.kind != "identity" for h in
+                                                 described[described.index(layer) + 1:]):
+            raise UnsupportedLayerError(f"layer {layer.name!r} has a softmax before the last "
+                                        "layer; the on-device head supports softmax only at "
+                                        "the output (where it joins the cross-entropy loss)")
+    if head[0].input is model.inputs[0]:
+        return None, described
+    keras = _keras_module(model)
+    base = keras.Model(model.inputs, head[0].input, name=f"{model.name}_frozen_base")
+    return base, described
+
+
+def _keras_module(model: Any) -> Any:
+    from tflite_opt._keras import keras_flavor, keras_of_flavor
+
+    return keras_of_flavor(keras_flavor(model))
