@@ -208,3 +208,31 @@ def _keras_module(model: Any) -> Any:
     from tflite_opt._keras import keras_flavor, keras_of_flavor
 
     return keras_of_flavor(keras_flavor(model))
+
+
+def reinitialize_layers(model: Any, names: Sequence[str], seed: int = 0) -> None:
+    """Gives the named Dense layers fresh random weights, in place: a new head to train.
+
+    Glorot-uniform kernels and zero biases (Keras's ``Dense`` defaults), drawn from numpy with
+    ``seed``, so both Kerases get the same head for the same seed.
+
+    Raises:
+        UnsupportedLayerError: A named layer is not a Dense layer.
+
+    Example:
+        >>> reinitialize_layers(model, ["dense1", "classifier"], seed=0)
+    """
+    rng = np.random.default_rng(seed)
+    for name in names:
+        layer = model.get_layer(name)
+        if type(layer).__name__ != "Dense":
+            raise UnsupportedLayerError(f"layer {name!r} ({type(layer).__name__}) cannot be "
+                                        "re-initialized here; only Dense layers can")
+        fresh = []
+        for weight in layer.get_weights():
+            if weight.ndim == 2:
+                limit = np.sqrt(6.0 / (weight.shape[0] + weight.shape[1]))
+                fresh.append(rng.uniform(-limit, limit, weight.shape).astype(np.float32))
+            else:
+                fresh.append(np.zeros_like(weight))
+        layer.set_weights(fresh)
