@@ -76,6 +76,29 @@ def test_distiller_loss_is_alpha_mix_of_labels_and_soft_targets(loss_case, flavo
     assert not teacher.trainable
 
 
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
+def test_distiller_loss_keeps_a_confident_teachers_small_probabilities(loss_case, flavor):
+    # A trained classifier gives most wrong classes probabilities far below 1e-7 (the digits
+    # CNN: half of them on its training set). Flooring them at 1e-7 before the log replaced the
+    # teacher's soft targets by a near-uniform spread over the wrong classes.
+    import keras as keras3
+
+    from tflite_opt._keras import keras as tf_keras
+
+    keras_module = keras3 if flavor == "keras3" else tf_keras
+    x, teacher_kernel, student_kernel, labels = loss_case
+    teacher_kernel = teacher_kernel * 40.0 / np.abs(x @ teacher_kernel).max()
+    logits = x @ teacher_kernel
+    assert np.mean(_softmax(logits) < 1e-7) > 0.2  # the case: many tiny probabilities
+    teacher = _linear_softmax(keras_module, teacher_kernel, "teacher")
+    student = _linear_softmax(keras_module, student_kernel, "student")
+    distiller = distill(teacher, student, alpha=0.0, temperature=6.0)
+    distiller.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    got = float(distiller.compute_loss(x=x, y=labels, y_pred=student(x)))
+    expected, _ = _hand_loss(logits, x @ student_kernel, labels, 0.0, 6.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
 def _mlp(keras_module, hidden, name):
     inputs = keras_module.Input((16, 16, 1))
     h = keras_module.layers.Flatten()(inputs)
