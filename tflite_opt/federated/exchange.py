@@ -55,9 +55,15 @@ class WeightSpec:
 
     @classmethod
     def of(cls, spec: Any) -> "WeightSpec":
-        """From a ``WeightSpec``, a dict or an object with ``name``/``shape``/``dtype``."""
-        get = spec.get if isinstance(spec, dict) else (lambda k: getattr(spec, k))
-        return cls(str(get("name")), tuple(int(d) for d in get("shape")), np.dtype(get("dtype")).name)
+        """From a ``WeightSpec``, a ``(name, shape, dtype)`` tuple (``OnDeviceTrainer.weight_specs``),
+        a dict or an object with ``name``/``shape``/``dtype``."""
+        if isinstance(spec, tuple) and not isinstance(spec, WeightSpec) and len(spec) == 3:
+            name, shape, dtype = spec
+        elif isinstance(spec, dict):
+            name, shape, dtype = spec["name"], spec["shape"], spec["dtype"]
+        else:
+            name, shape, dtype = spec.name, spec.shape, spec.dtype
+        return cls(str(name), tuple(int(d) for d in shape), np.dtype(dtype).name)
 
 
 def specs_of(weights: Sequence[np.ndarray], names: Sequence[str] | None = None) -> tuple[WeightSpec, ...]:

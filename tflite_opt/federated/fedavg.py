@@ -223,8 +223,7 @@ def client_seed(seed: int, round_number: int, client: int) -> int:
 
 def start_from(trainer: Any, weights: Sequence[np.ndarray]) -> None:
     """Puts ``weights`` into ``trainer`` with a fresh optimizer state (a new round's start)."""
-    trainer.set_weights([np.array(w) for w in weights])
-    trainer.reset_optimizer()
+    trainer.set_weights([np.array(w) for w in weights], reset_optimizer=True)
 
 
 def train_client(trainer: Any, state: GlobalState, x: np.ndarray, y: np.ndarray, *,
@@ -321,7 +320,7 @@ def aggregate(state: GlobalState, updates: Sequence[ClientUpdate]
 def evaluate_global(trainer: Any, weights: Sequence[np.ndarray], x: np.ndarray,
                     y: np.ndarray) -> np.ndarray:
     """Per-image correctness of ``weights`` on ``(x, y)``, through the file's ``infer`` signature."""
-    trainer.set_weights([np.array(w) for w in weights])
+    trainer.set_weights([np.array(w) for w in weights], reset_optimizer=False)
     outputs = np.asarray(trainer.infer(x))
     return np.argmax(outputs, axis=-1) == np.asarray(y)
 
@@ -351,6 +350,22 @@ def check_shards(shards: Sequence[Shard], x_eval: np.ndarray, y_eval: np.ndarray
                             "client needs a non-empty shard with one label per sample")
     if len(x_eval) == 0 or len(x_eval) != len(y_eval):
         raise DataError(f"held-out data has {len(x_eval)} samples and {len(y_eval)} labels")
+
+
+def check_trainer(trainer: Any, config: FedAvgConfig, shards: Sequence[Shard]) -> None:
+    """Fails before round 1 if the file cannot train every client's shard with ``config``."""
+    fixed = getattr(trainer, "batch_size", None)
+    if fixed is not None and config.batch_size != fixed:
+        raise InvalidArgumentError(f"batch_size={config.batch_size} but the .tflite train "
+                                   f"signature takes batches of {fixed}; pass batch_size={fixed}")
+    for k, (x, _) in enumerate(shards):
+        if tuple(np.shape(x)[1:]) != tuple(trainer.input_shape):
+            raise DataError(f"client {k}'s samples have shape {tuple(np.shape(x)[1:])}, the "
+                            f".tflite takes {tuple(trainer.input_shape)}")
+        if fixed is not None and len(x) < fixed:
+            raise DataError(f"client {k} holds {len(x)} samples, fewer than the file's fixed "
+                            f"batch of {fixed}; export with batch_size=None or give each client "
+                            f"at least {fixed} samples (dirichlet_partition(min_samples=...))")
 
 
 class Checkpoint:
@@ -434,6 +449,7 @@ def run_fedavg(tflite: bytes | str | os.PathLike, shards: Sequence[Shard], x_eva
     tflite = _read_tflite(tflite)
     check_shards(shards, x_eval, y_eval)
     trainer = load_trainer(tflite)
+    check_trainer(trainer, config, shards)
     info = run_info(config, shards, "local")
     store = Checkpoint(checkpoint)
     state, history = store.load(initial_state(trainer, tflite), info)

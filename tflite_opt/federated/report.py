@@ -70,7 +70,8 @@ def plot_accuracy_per_round(curves: Mapping[str, Sequence[Mapping[str, Any]]],
 
 def write_report(result: FederatedResult, output_dir: str | os.PathLike, *,
                  centralized_accuracy: float | None = None,
-                 partition: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                 partition: Mapping[str, Any] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Writes ``accuracy_per_round.md``, ``accuracy_per_round.png`` and ``federated.json``.
 
     Args:
@@ -80,6 +81,7 @@ def write_report(result: FederatedResult, output_dir: str | os.PathLike, *,
             reference line and stated in the table's file. Defaults to none.
         partition: ``Partition.to_dict()`` of the clients' data (class histograms), kept in
             the JSON. Defaults to none.
+        extra: More JSON-ready facts for ``federated.json``. Defaults to none.
     """
     output_dir = Path(output_dir)
     table = result.table()
@@ -94,7 +96,7 @@ def write_report(result: FederatedResult, output_dir: str | os.PathLike, *,
                                    title=f"FedAvg, {result.num_clients} clients, "
                                          f"{result.config.local_epochs} local epochs")
     summary = {**result.to_dict(), "centralized_accuracy": centralized_accuracy,
-               "partition": dict(partition) if partition is not None else None}
+               "partition": dict(partition) if partition is not None else None, **(extra or {})}
     return {"table": atomic_write_text(output_dir / "accuracy_per_round.md", text),
             "plot": plot,
             "json": atomic_write_json(output_dir / "federated.json", summary)}
