@@ -22,7 +22,8 @@ order with dropout off (the device trains as Keras infers: dropout is an identit
 (``tflite_opt.runtime.model_file.operator_codes``): distinct Flex and custom op codes.
 
 Summary keys (stable): accuracy_before, accuracy_after, flex_ops, custom_ops, gain_points,
-gain_ci95_low, gain_ci95_high, keras_same_batches_accuracy, device_minus_keras_points,
+gain_ci95_low, gain_ci95_high, accuracy_after_base_classes, accuracy_after_new_classes
+(held-out images of the digits the base saw / never saw), keras_same_batches_accuracy, device_minus_keras_points,
 device_minus_keras_ci95_low, device_minus_keras_ci95_high, loss_first_epoch, loss_last_epoch,
 same_task_accuracy_before, same_task_accuracy_after, train_step_ms, file_bytes, epochs,
 eval_images, base_classes, cpu, wall_s.
@@ -169,6 +170,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     gain = mcnemar_difference_ci(headline["after"], headline["before"])
     versus_keras = mcnemar_difference_ci(headline["after"], headline["keras"])
     _plot(runs, output_dir / "ondevice.png")
+    seen = np.isin(data.y_test, BASE_CLASSES)  # digits the base was trained on
 
     rows = []
     for name, run_ in runs.items():
@@ -188,6 +190,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "gain_points": 100 * gain.difference,
         "gain_ci95_low": 100 * gain.ci95_low,
         "gain_ci95_high": 100 * gain.ci95_high,
+        "accuracy_after_base_classes": float(headline["after"][seen].mean()),
+        "accuracy_after_new_classes": float(headline["after"][~seen].mean()),
         "keras_same_batches_accuracy": float(headline["keras"].mean()),
         "device_minus_keras_points": 100 * versus_keras.difference,
         "device_minus_keras_ci95_low": 100 * versus_keras.ci95_low,
