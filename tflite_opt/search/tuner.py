@@ -1,0 +1,433 @@
+"""Hardware-aware architecture search with KerasTuner: build, train, convert, measure each trial.
+
+KerasTuner's oracles (random, Bayesian, Hyperband) choose the candidates; :class:`SearchTuner`
+overrides ``run_trial`` to do what a KerasTuner hypermodel cannot: build the candidate with a
+tf_keras builder, reject it before training when the built model (weights x bytes) or the
+phone's latency table already breaks a budget, otherwise train it, run its compression recipe
+(``OptimizationPlan``), convert it (``tflite_opt.convert``), score the ``.tflite`` through LiteRT
+and measure its latency (``find_fastest_config``). Each trial reports the scalar ``score``
+(``tflite_opt.search.objective``) and keeps every figure in ``trial_*/record.json``; the
+Pareto front and the best model are computed from those.
+
+The search is resumable (KerasTuner's own project folder under ``OUTPUT_DIR/.tuner``,
+``overwrite=False``) and runs distributed with KerasTuner's chief/worker mode: processes with
+``KERASTUNER_TUNER_ID`` (``chief`` or a worker name), ``KERASTUNER_ORACLE_IP`` and
+``KERASTUNER_ORACLE_PORT`` share one oracle over gRPC and one ``OUTPUT_DIR``; the chief writes
+the outputs when every trial has ended.
+
+Example:
+    >>> config = SearchConfig(output_dir="outputs/search", budgets=Budgets(2000, 200_000),
+    ...                       trials=12)
+    >>> result = run_search(config)
+    >>> result.best["candidate"], result.best["latency_us"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tflite_opt.errors import InvalidArgumentError
+from tflite_opt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tflite_opt.search.latency_table import LatencyTable
+from tflite_opt.search.objective import Budgets, measure_latency
+from tflite_opt.search.pareto import pareto_front, write_pareto
+from tflite_opt.search.space import Candidate, SearchSpace, weight_bytes_lower_bound
+
+ORACLES = ("random", "bayesian", "hyperband")
+OBJECTIVE = "score"
+RECORD_FILE = "record.json"
+TUNER_DIR = ".tuner"
+LABELS = [str(d) for d in range(10)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search needs; scripts/search.py fills it from flags.
+
+    Args:
+        output_dir: Where the Pareto table/plot, ``trials.json`` and ``best/`` go.
+        budgets: Hard latency/size limits.
+        space: The candidates. Defaults to ``SearchSpace()``.
+        trials: Trials to run (caps Hyperband too). Defaults to 12.
+        oracle: ``random``, ``bayesian`` or ``hyperband``. Defaults to bayesian.
+        epochs: Float training epochs per candidate (Hyperband: its largest budget).
+            Defaults to 5.
+        compress_epochs: Epochs of each pruning/clustering stage. Defaults to 1.
+        batch_size: Training batch size. Defaults to 32.
+        latency_table: ``benchmark_model --enable_op_profiling`` output from the phone; then
+            latency is the table's estimate (host latency is still measured and recorded).
+        latency_table_model: The ``.tflite`` that table was measured on (gives shapes).
+        measure_threads: Thread counts ``find_fastest_config`` tries. Defaults to (1,).
+        benchmark_runs: Interleaved rounds per measurement. Defaults to 50.
+        calibration_samples: Training images calibrating int8. Defaults to 100.
+        seed: Oracle and training seed. Defaults to 0.
+        verbose: 0 quiet, 1 KerasTuner's trial summaries and a line per trial. Defaults to 1.
+    """
+
+    output_dir: str
+    budgets: Budgets = Budgets()
+    space: SearchSpace = SearchSpace()
+    trials: int = 12
+    oracle: str = "bayesian"
+    epochs: int = 5
+    compress_epochs: int = 1
+    batch_size: int = 32
+    latency_table: str | None = None
+    latency_table_model: str | None = None
+    measure_threads: tuple[int, ...] = (1,)
+    benchmark_runs: int = 50
+    calibration_samples: int = 100
+    seed: int = 0
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        if self.oracle not in ORACLES:
+            raise InvalidArgumentError(f"oracle is {self.oracle!r}; accepted: "
+                                       f"{', '.join(ORACLES)} (--oracle)")
+        for name, low in (("trials", 1), ("epochs", 1), ("compress_epochs", 1),
+                          ("batch_size", 1), ("benchmark_runs", 1), ("calibration_samples", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InvalidArgumentError(f"{name} is {value!r}; accepted: an integer >= {low} "
+                                           f"(--{name})")
+        if self.latency_table_model and not self.latency_table:
+            raise InvalidArgumentError("latency_table_model is set without latency_table; pass "
+                                       "--latency_table=FILE too, or drop --latency_table_model")
+        object.__setattr__(self, "measure_threads", tuple(int(t) for t in self.measure_threads))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["budgets"], out["space"] = self.budgets.to_dict(), self.space.to_dict()
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """What a search found: every trial's record, the Pareto front and the best under budget."""
+
+    records: tuple[dict, ...]
+    front: tuple[dict, ...]
+    best: dict | None
+    best_dir: Path | None
+    output_dir: Path
+    wall_s: float
+
+
+def make_oracle(config: SearchConfig) -> Any:
+    """The KerasTuner oracle named by ``config.oracle`` over ``config.space``."""
+    import keras_tuner
+
+    objective = keras_tuner.Objective(OBJECTIVE, direction="max")
+    common = {"objective": objective, "hyperparameters": config.space.hyperparameters(),
+              "tune_new_entries": False, "seed": config.seed}
+    if config.oracle == "random":
+        return keras_tuner.oracles.RandomSearchOracle(max_trials=config.trials, **common)
+    if config.oracle == "bayesian":
+        return keras_tuner.oracles.BayesianOptimizationOracle(
+            max_trials=config.trials, num_initial_points=min(config.trials, 4), **common)
+    oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=config.epochs, factor=3, **common)
+    oracle.max_trials = config.trials  # Oracle.create_trial stops there; Hyperband has no flag
+    return oracle
+
+
+def _tuner_class() -> type:
+    import keras_tuner
+
+    class SearchTuner(keras_tuner.Tuner):
+        """KerasTuner ``Tuner`` whose trial builds, trains, converts and measures a candidate."""
+
+        def __init__(self, config: SearchConfig, table: LatencyTable | None, **kwargs: Any):
+            self.config = config
+            self.table = table
+            self._data: dict[int, Any] = {}
+            super().__init__(oracle=make_oracle(config),
+                             directory=str(Path(config.output_dir) / TUNER_DIR),
+                             project_name="search", overwrite=False, **kwargs)
+
+        def data(self, resolution: int) -> Any:
+            if resolution not in self._data:
+                from tflite_opt.data.digits import load_digits
+
+                self._data[resolution] = load_digits(image_size=resolution, seed=self.config.seed)
+            return self._data[resolution]
+
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+            values = trial.hyperparameters.values
+            candidate = Candidate.from_values(values)
+            epochs = int(values.get("tuner/epochs", self.config.epochs))
+            trial_dir = Path(self.get_trial_dir(trial.trial_id))
+            record = evaluate_candidate(candidate, self.data(candidate.resolution), self.config,
+                                        self.table, trial_dir, epochs=epochs)
+            record["trial_id"] = trial.trial_id
+            atomic_write_json(trial_dir / RECORD_FILE, record)
+            if self.config.verbose:
+                print(_one_line(record), flush=True)
+            metrics = {OBJECTIVE: record["score"], "trained": float(record["trained"])}
+            for key in ("accuracy", "latency_us", "host_latency_us", "size_bytes"):
+                if record.get(key) is not None:
+                    metrics[key] = float(record[key])
+            return metrics
+
+    return SearchTuner
+
+
+def _one_line(record: dict) -> str:
+    c = record["candidate"]
+    head = (f"trial {record.get('trial_id', '?')}: {c['architecture']} w={c['width']} "
+            f"d={c['depth']} k={c['kernel_size']} {c['resolution']}px {c['precision']} "
+            f"sparsity={c['sparsity']} clusters={c['clusters']}")
+    if not record["trained"]:
+        return f"{head} -> rejected before training ({record['rejected']})"
+    return (f"{head} -> accuracy {100 * record['accuracy']:.2f}%, latency "
+            f"{record['latency_us']:.0f} us, size {record['size_bytes']} B, "
+            f"{'within budget' if record['within_budget'] else 'over budget'}")
+
+
+def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
+                       table: LatencyTable | None, trial_dir: Path, epochs: int) -> dict[str, Any]:
+    """One trial: pre-reject or train, compress, convert, score and measure; the record.
+
+    Example:
+        >>> evaluate_candidate(Candidate(), load_digits(24), config, None, Path("t"), epochs=3)
+    """
+    from tflite_opt._keras import keras_of_flavor
+
+    budgets = config.budgets
+    started = time.perf_counter()
+    model = candidate.build(num_classes=data.num_classes, channels=data.input_shape[-1])
+    record: dict[str, Any] = {
+        "candidate": candidate.to_dict(), "params": int(model.count_params()),
+        "weight_bytes_lower_bound": weight_bytes_lower_bound(model, candidate),
+        "trained": False, "rejected": None, "accuracy": None, "latency_us": None,
+        "host_latency_us": None, "table_latency_us": None, "size_bytes": None,
+        "within_budget": False, "epochs": epochs}
+    if budgets.size_bytes is not None and record["weight_bytes_lower_bound"] > budgets.size_bytes:
+        return _rejected(record, budgets, "size",
+                         f"weights alone need {record['weight_bytes_lower_bound']} B > "
+                         f"{budgets.size_bytes} B", started)
+    calibration = data.x_train[:config.calibration_samples]
+    if table is not None:
+        # The untrained graph has the trained one's ops and shapes: price it before training.
+        untrained = _convert(model, candidate.precision, calibration[:10])
+        estimate = table.estimate(untrained)
+        record["table_estimate_before_training"] = estimate.to_dict()
+        if budgets.latency_us is not None and estimate.total_us > budgets.latency_us:
+            return _rejected(record, budgets, "latency_table",
+                             f"latency table says {estimate.total_us:.0f} us > "
+                             f"{budgets.latency_us:.0f} us", started, latency=estimate.total_us)
+    K = keras_of_flavor("tf_keras")
+    K.utils.set_random_seed(config.seed)
+    model.compile(K.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=config.batch_size,
+                        validation_data=(data.x_test, data.y_test), verbose=0)
+    record["keras_val_accuracy"] = float(history.history["val_accuracy"][-1])
+    recipe = candidate.recipe(epochs=config.compress_epochs)
+    if recipe is not None:
+        from tflite_opt.train.plan import OptimizationPlan
+
+        plan = OptimizationPlan(recipe).run(model, (data.x_train, data.y_train),
+                                            (data.x_test, data.y_test),
+                                            batch_size=config.batch_size, verbose=0)
+        model = plan.model
+        record["stages"] = [s.to_dict() for s in plan.stages]
+    from tflite_opt.convert import convert
+    from tflite_opt.runtime import evaluate_tflite
+
+    converted = convert(model, candidate.precision, representative_data=calibration,
+                        num_calibration_samples=len(calibration), progress=False)
+    path = converted.save(trial_dir / "model.tflite", overwrite=True, labels=LABELS)
+    atomic_write_json(trial_dir / "recipe.json", {
+        "candidate": candidate.to_dict(),
+        "training": {"epochs": epochs, "batch_size": config.batch_size, "optimizer": "adam",
+                     "learning_rate": 1e-3, "seed": config.seed, "flavor": "tf_keras"},
+        "compression": recipe.to_dict() if recipe is not None else None})
+    record["accuracy"] = float(evaluate_tflite(path, data.x_test, data.y_test).accuracy)
+    measured = measure_latency(path, threads=config.measure_threads,
+                               num_runs=config.benchmark_runs)
+    record["host_latency_us"] = measured.median_us
+    record["host_measurement"] = measured.to_dict()
+    record["size_bytes"] = int(path.stat().st_size)
+    latency = measured.median_us
+    if table is not None:
+        estimate = table.estimate(path)
+        record["table_latency_us"] = estimate.total_us
+        record["table_estimate"] = estimate.to_dict()
+        latency = estimate.total_us
+    record.update(trained=True, latency_us=latency,
+                  within_budget=not budgets.violations(latency, record["size_bytes"]),
+                  violations=budgets.violations(latency, record["size_bytes"]),
+                  score=budgets.score(record["accuracy"], latency, record["size_bytes"]),
+                  seconds=time.perf_counter() - started)
+    return record
+
+
+def _convert(model: Any, precision: str, calibration: Any) -> bytes:
+    from tflite_opt.convert import convert
+
+    return convert(model, precision, representative_data=calibration,
+                   num_calibration_samples=len(calibration), progress=False).tflite_bytes
+
+
+def _rejected(record: dict, budgets: Budgets, stage: str, reason: str, started: float,
+              latency: float | None = None) -> dict:
+    size = record["weight_bytes_lower_bound"]
+    record.update(rejected=f"{stage}: {reason}", rejected_at=stage,
+                  score=budgets.score(0.0, latency, size), seconds=time.perf_counter() - started)
+    return record
+
+
+def _serve_oracle(oracle: Any, poll_s: float = 0.5) -> None:
+    """KerasTuner's ``oracle_chief.start_server`` with a short poll.
+
+    Its loop waits 20 s between checks for running trials once a worker has been told to
+    stop, which would add up to 20 s to every distributed search; the service is KerasTuner's.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    if server.add_insecure_port(address) == 0:
+        raise InvalidArgumentError(f"the chief could not listen on {address}; set "
+                                   "KERASTUNER_ORACLE_PORT to a free port")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and exit_chief(oracle)):
+            time.sleep(poll_s)
+    finally:
+        server.stop(grace=1)
+
+
+def role() -> str:
+    """``single``, ``chief`` or ``worker``, from KerasTuner's environment variables."""
+    from keras_tuner.src.distribute import utils
+
+    if not utils.has_chief_oracle():
+        return "single"
+    return "chief" if utils.is_chief_oracle() else "worker"
+
+
+def run_search(config: SearchConfig) -> SearchResult | None:
+    """Runs (or resumes) the search and writes the outputs; None on a distributed worker.
+
+    Writes into ``config.output_dir``: ``pareto.csv``/``.md``/``.png``, ``trials.json``,
+    ``search.json`` (config and summary) and ``best/`` (``model.tflite``, its sidecar
+    ``model.json``, ``labels.txt``, ``recipe.json``, ``report.json``, ``report.md``).
+
+    Raises:
+        InvalidArgumentError: a bad flag value or latency table (the message names it).
+    """
+    started = time.perf_counter()
+    table = None
+    if config.latency_table:
+        table = LatencyTable.from_file(config.latency_table, model=config.latency_table_model)
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tuner = _tuner_class()(config, table)
+    where = role()
+    if where == "chief":
+        tuner.save()
+        _serve_oracle(tuner.oracle)
+    else:
+        tuner.search(verbose=config.verbose)
+    if where == "worker":
+        return None
+    return write_outputs(tuner.oracle, config, table, time.perf_counter() - started)
+
+
+def collect_records(oracle: Any, project_dir: Path) -> list[dict]:
+    """Every completed trial's record, read from its ``record.json``, in trial order."""
+    records = []
+    for trial_id in sorted(oracle.trials):
+        trial = oracle.trials[trial_id]
+        path = project_dir / f"trial_{trial_id}" / RECORD_FILE
+        if str(trial.status) not in ("COMPLETED", "TrialStatus.COMPLETED") or not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        record["trial_id"] = trial_id
+        records.append(record)
+    return records
+
+
+def best_record(records: Sequence[dict]) -> dict | None:
+    """The most accurate trained record within every budget (then faster, then smaller)."""
+    fits = [r for r in records if r.get("trained") and r.get("within_budget")]
+    return max(fits, key=lambda r: (r["accuracy"], -r["latency_us"], -r["size_bytes"]),
+               default=None)
+
+
+def write_outputs(oracle: Any, config: SearchConfig, table: LatencyTable | None,
+                  wall_s: float) -> SearchResult:
+    """Pareto table/plot, ``trials.json``, ``search.json`` and ``best/`` from the trials."""
+    output_dir = Path(config.output_dir)
+    project_dir = output_dir / TUNER_DIR / "search"
+    records = collect_records(oracle, project_dir)
+    write_pareto(records, output_dir, config.budgets)
+    front = pareto_front(records)
+    best = best_record(records)
+    atomic_write_json(output_dir / "trials.json", records)
+    best_dir = None
+    if best is not None:
+        best_dir = _write_best(best, project_dir / f"trial_{best['trial_id']}", output_dir / "best",
+                               config, table)
+    summary = {
+        "trials": len(records), "trained": sum(1 for r in records if r["trained"]),
+        "rejected_before_training": sum(1 for r in records if not r["trained"]),
+        "over_budget_after_conversion": sum(1 for r in records
+                                            if r["trained"] and not r["within_budget"]),
+        "pareto_trials": [r["trial_id"] for r in front],
+        "best_trial": best["trial_id"] if best else None, "wall_s": wall_s,
+        "latency_source": "latency_table" if table else "measured on this host"}
+    atomic_write_json(output_dir / "search.json", {"config": config.to_dict(), "summary": summary,
+                                                   "latency_table": table.to_dict() if table
+                                                   else None})
+    return SearchResult(records=tuple(records), front=tuple(front), best=best, best_dir=best_dir,
+                        output_dir=output_dir, wall_s=wall_s)
+
+
+def _write_best(best: dict, trial_dir: Path, best_dir: Path, config: SearchConfig,
+                table: LatencyTable | None) -> Path:
+    for name in ("model.tflite", "model.json", "labels.txt", "recipe.json"):
+        source = trial_dir / name
+        if source.is_file():
+            atomic_write_bytes(best_dir / name, source.read_bytes())
+    report = {"trial": best["trial_id"], "candidate": best["candidate"],
+              "accuracy": best["accuracy"], "latency_us": best["latency_us"],
+              "latency_source": "latency_table" if table else "measured on this host",
+              "host_latency_us": best["host_latency_us"],
+              "host_measurement": best.get("host_measurement"),
+              "table_latency_us": best.get("table_latency_us"),
+              "size_bytes": best["size_bytes"], "budgets": config.budgets.to_dict(),
+              "within_budget": best["within_budget"], "params": best["params"],
+              "keras_val_accuracy": best.get("keras_val_accuracy"),
+              "stages": best.get("stages", []), "host_cpu": _cpu()}
+    atomic_write_json(best_dir / "report.json", report)
+    c = best["candidate"]
+    lines = [f"# Best candidate under the budget (trial {best['trial_id']})", "",
+             f"- architecture: {c['architecture']} (width {c['width']}, depth {c['depth']}, "
+             f"kernel {c['kernel_size']}, input {c['resolution']}x{c['resolution']})",
+             f"- recipe: {c['precision']}, sparsity {c['sparsity']}, clusters {c['clusters']}",
+             f"- accuracy of the .tflite on the validation split: {100 * best['accuracy']:.2f}%",
+             f"- latency: {best['latency_us']:.1f} us ({report['latency_source']}; host "
+             f"{best['host_latency_us']:.1f} us on {report['host_cpu']})",
+             f"- size: {best['size_bytes']} B",
+             f"- budgets: {config.budgets.to_dict()}", ""]
+    atomic_write_text(best_dir / "report.md", "\n".join(lines))
+    return best_dir
+
+
+def _cpu() -> str:
+    from tflite_opt.runtime.host_cpu import host_cpu
+
+    return host_cpu().model
