@@ -119,7 +119,9 @@ def augmented_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = 32,
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if transform.layers:
+        # One batch at a time: the layers draw from a seeded state that each call advances, so
+        # parallel calls would hand the draws to the batches in a different order each run.
         dataset = dataset.map(
             lambda images, labels: (tf.clip_by_value(transform(images, training=True), 0.0, 1.0),
-                                    labels), num_parallel_calls=tf.data.AUTOTUNE)
+                                    labels))
     return dataset.prefetch(tf.data.AUTOTUNE)
