@@ -55,6 +55,9 @@ def plot_accuracy_per_round(curves: Mapping[str, Sequence[Mapping[str, Any]]],
     for i, (label, accuracy) in enumerate((reference or {}).items()):
         ax.axhline(100 * accuracy, linestyle="--", color=f"C{len(curves) + i}",
                    label=f"{label} ({100 * accuracy:.2f}%)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("held-out top-1 (%)")
     ax.set_ylim(0, 100)
