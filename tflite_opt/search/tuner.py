@@ -164,6 +164,7 @@ def _tuner_class() -> type:
             record = evaluate_candidate(candidate, self.data(candidate.resolution), self.config,
                                         self.table, trial_dir, epochs=epochs)
             record["trial_id"] = trial.trial_id
+            record["tuner_id"] = self.tuner_id  # which process ran it (distributed mode)
             atomic_write_json(trial_dir / RECORD_FILE, record)
             if self.config.verbose:
                 print(_one_line(record), flush=True)
