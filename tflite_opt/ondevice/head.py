@@ -191,9 +191,9 @@ def split_model(model: Any, trainable: str | Sequence[str] = "head") -> tuple[An
         raise UnsupportedLayerError(f"the head from {head[0].name!r} does not end at the model's "
                                     "output; make only layers of the final chain trainable")
     described = [describe_layer(layer, layer.name in names) for layer in head]
-    for layer in described[:-1]:
-        if layer.activation == "softmax" and any(h.kind != "identity" for h in
-                                                 described[described.index(layer) + 1:]):
+    for index, layer in enumerate(described):
+        if layer.activation == "softmax" and any(h.kind != "identity"
+                                                 for h in described[index + 1:]):
             raise UnsupportedLayerError(f"layer {layer.name!r} has a softmax before the last "
                                         "layer; the on-device head supports softmax only at "
                                         "the output (where it joins the cross-entropy loss)")
