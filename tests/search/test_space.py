@@ -1,0 +1,38 @@
+"""The search space as KerasTuner hyperparameters, and the three oracles built over it."""
+
+import pytest
+
+from tflite_opt.errors import InvalidArgumentError
+from tflite_opt.search import ORACLES, Candidate, SearchConfig, SearchSpace, make_oracle
+
+
+def test_space_becomes_one_hyperparameter_per_candidate_field():
+    space = SearchSpace(widths=(0.25, 0.5), resolutions=(16,), precisions=("int8",))
+    hp = space.hyperparameters()
+    assert set(hp.values) == {"architecture", "width", "depth", "kernel_size", "resolution",
+                              "precision", "sparsity", "clusters"}
+    assert hp.values["resolution"] == 16 and hp.values["precision"] == "int8"  # Fixed
+    assert Candidate.from_values({**hp.values, "tuner/epochs": 3}).resolution == 16
+    assert space.size() == 3 * 2 * 2 * 2 * 1 * 1 * 3 * 2
+
+
+@pytest.mark.parametrize("field, value", [("widths", (0.0,)), ("kernel_sizes", (4,)),
+                                          ("precisions", ("int4",)), ("sparsities", (1.0,)),
+                                          ("clusters", (1,)), ("architectures", ("vgg",)),
+                                          ("resolutions", ())])
+def test_space_rejects_a_bad_choice_naming_the_field(field, value):
+    with pytest.raises(InvalidArgumentError, match=field):
+        SearchSpace(**{field: value})
+
+
+@pytest.mark.parametrize("name", ORACLES)
+def test_every_oracle_maximizes_the_score_and_stops_at_the_trial_count(tmp_path, name):
+    oracle = make_oracle(SearchConfig(str(tmp_path), trials=7, oracle=name, epochs=9))
+    assert oracle.objective.name == "score" and oracle.objective.direction == "max"
+    assert oracle.max_trials == 7
+    assert set(oracle.hyperparameters.values) >= {"architecture", "width", "clusters"}
+
+
+def test_config_rejects_an_unknown_oracle(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="--oracle"):
+        SearchConfig(str(tmp_path), oracle="grid")
