@@ -23,8 +23,8 @@ order with dropout off (the device trains as Keras infers: dropout is an identit
 
 Summary keys (stable): accuracy_before, accuracy_after, flex_ops, custom_ops, gain_points,
 gain_ci95_low, gain_ci95_high, accuracy_after_base_classes, accuracy_after_new_classes
-(held-out images of the digits the base saw / never saw), keras_same_batches_accuracy, device_minus_keras_points,
-device_minus_keras_ci95_low, device_minus_keras_ci95_high, loss_first_epoch, loss_last_epoch,
+(held-out images of the digits the base saw / never saw), keras_same_batches_accuracy,
+device_minus_keras_points, device_minus_keras_ci95_low, device_minus_keras_ci95_high, loss_first_epoch, loss_last_epoch,
 same_task_accuracy_before, same_task_accuracy_after, train_step_ms, file_bytes, epochs,
 eval_images, base_classes, cpu, wall_s.
 """
@@ -219,7 +219,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                       f"signature on {len(data.y_test)} augmented held-out images; gain CI: "
                       "McNemar 95%; keras: same head, same batches, trained in Keras; "
                       f"step ms on {cpu.describe()}"),
-            "columns": ["base", "Keras of the base", "base trained on digits", "accuracy before (%)",
+            "columns": ["base", "Keras of the base", "base trained on digits",
+                        "accuracy before (%)",
                         "accuracy after (%)", "gain CI95 (points)", "keras same batches (%)",
                         "loss epoch 1", f"loss epoch {epochs}", "flex ops", "custom ops",
                         "train step ms", "file bytes"],

@@ -78,7 +78,8 @@ def test_head_after_a_branch_is_refused(tmp_path, flavor):
     inputs = keras.Input((4,))
     a = keras.layers.Dense(3, name="a")(inputs)
     b = keras.layers.Dense(3, name="b")(inputs)
-    outputs = keras.layers.Dense(2, activation="softmax", name="out")(keras.layers.Add(name="add")([a, b]))
+    added = keras.layers.Add(name="add")([a, b])
+    outputs = keras.layers.Dense(2, activation="softmax", name="out")(added)
     model = keras.Model(inputs, outputs)
     with pytest.raises(UnsupportedLayerError, match="'add'|'b'"):
         export_trainable(model, tmp_path / "m.tflite", trainable=["a", "out"])

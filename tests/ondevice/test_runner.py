@@ -145,7 +145,8 @@ def test_bad_weights_are_refused_by_name_and_change_nothing(exported, tmp_path):
     nan = [w.copy() for w in weights]
     nan[2][1, 1] = np.nan
     cases = ((weights[:3], "has 3 arrays.*has 4"),
-             ([weights[0], weights[1], weights[2].T, weights[3]], "'w002_classifier_kernel' has shape"),
+             ([weights[0], weights[1], weights[2].T, weights[3]],
+              "'w002_classifier_kernel' has shape"),
              ([weights[0].astype(np.int32)] + weights[1:], "'w000_dense1_kernel' has dtype int32"),
              (nan, "'w002_classifier_kernel' holds 1 NaN"),
              (weights[0], "must be a list of 4 arrays"))

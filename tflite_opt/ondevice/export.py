@@ -110,7 +110,7 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
                      loss: str = "sparse_categorical_crossentropy",
                      batch_size: int | None = None, overwrite: bool = False,
                      **optimizer_options: float) -> OnDeviceExport:
-    """Writes a ``.tflite`` with ``train``/``infer``/``save``/``restore`` signatures, builtin ops only.
+    """Writes a ``.tflite`` with ``train``/``infer``/``save``/``restore`` signatures on builtin ops.
 
     Args:
         model: A Keras model (tf_keras or Keras 3) with one input of fixed sample shape and
@@ -151,7 +151,8 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
     data = _convert(module)
     codes = operator_codes(read_tflite(data))
     flex = sorted({c.name for c in codes if c.name.startswith("Flex")})
-    custom = sorted({c.name for c in codes if c.builtin == "CUSTOM" and not c.name.startswith("Flex")})
+    custom = sorted({c.name for c in codes
+                     if c.builtin == "CUSTOM" and not c.name.startswith("Flex")})
     if flex or custom:  # the point of this module; a converter change must not slip through
         raise ConversionError(f"the on-device training file would hold Flex ops {flex} and "
                               f"custom ops {custom}; it must run on builtin ops only. Make "

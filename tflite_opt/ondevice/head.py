@@ -70,51 +70,82 @@ def _activation_name(fn: Any, layer: Any) -> str:
     return name
 
 
+def _keras_class(layer: Any) -> str:
+    """The layer's class name if Keras defines the class (either Keras), else ``""``.
+
+    Both Kerases name their layer classes alike, so one registry keyed by name serves both; a
+    user's subclass or a same-named class from elsewhere is not matched, since its ``call`` may
+    compute something else than the backward pass written here assumes.
+    """
+    cls = type(layer)
+    return cls.__name__ if cls.__module__.split(".")[0] in ("keras", "tf_keras") else ""
+
+
+def _dense(layer: Any, trainable: bool) -> HeadLayer:
+    if len(layer.input.shape) != 2:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} (Dense) gets a {len(layer.input.shape)}-D input; the "
+            "on-device head supports Dense on flat (batch, features) inputs: add a Flatten "
+            "before it, or freeze it into the base")
+    weights = tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+    return HeadLayer(layer.name, "dense", _activation_name(layer.activation, layer), weights,
+                     trainable)
+
+
+def _softmax(layer: Any, trainable: bool) -> HeadLayer:
+    if getattr(layer, "axis", -1) not in (-1, [-1], (-1,)):
+        raise UnsupportedLayerError(f"layer {layer.name!r} (Softmax) has axis {layer.axis!r}; "
+                                    "the on-device head supports axis=-1")
+    return HeadLayer(layer.name, "activation", "softmax")
+
+
+def _relu(layer: Any, trainable: bool) -> HeadLayer:
+    config = layer.get_config()
+    if config.get("max_value") is None and not config.get("negative_slope") \
+            and not config.get("threshold"):
+        return HeadLayer(layer.name, "activation", "relu")
+    raise UnsupportedLayerError(f"layer {layer.name!r} (ReLU with max_value, negative_slope or "
+                                "threshold) is not supported in the on-device head; freeze it "
+                                "into the base")
+
+
+def _flatten(layer: Any, trainable: bool) -> HeadLayer:
+    return HeadLayer(layer.name, "flatten")
+
+
+def _activation(layer: Any, trainable: bool) -> HeadLayer:
+    return HeadLayer(layer.name, "activation", _activation_name(layer.activation, layer))
+
+
+def _identity(layer: Any, trainable: bool) -> HeadLayer:
+    return HeadLayer(layer.name, "identity")
+
+
+# Keras layer class name -> how the head computes it. Only Dense has weights to train.
+_HEAD_LAYERS = {"Dense": _dense, "Flatten": _flatten, "Activation": _activation,
+                "Softmax": _softmax, "ReLU": _relu, **dict.fromkeys(IDENTITY_LAYERS, _identity)}
+
+
 def describe_layer(layer: Any, trainable: bool) -> HeadLayer:
     """The ``HeadLayer`` for a Keras layer of the head, or an error saying what to do.
 
     Raises:
         UnsupportedLayerError: The layer's backward pass is not written with builtin ops.
     """
-    cls = type(layer).__name__
-    if cls == "Dense":
-        if len(layer.input.shape) != 2:
-            raise UnsupportedLayerError(
-                f"layer {layer.name!r} (Dense) gets a {len(layer.input.shape)}-D input; the "
-                "on-device head supports Dense on flat (batch, features) inputs: add a Flatten "
-                "before it, or freeze it into the base")
-        weights = tuple(np.asarray(w, np.float32) for w in layer.get_weights())
-        return HeadLayer(layer.name, "dense", _activation_name(layer.activation, layer),
-                         weights, trainable)
-    if trainable:
+    cls = _keras_class(layer)
+    if trainable and cls != "Dense":
         raise UnsupportedLayerError(
-            f"layer {layer.name!r} ({cls}) cannot train on the device: only Dense layers can "
-            "(their gradient and update are written with TFLite builtin ops); leave it out of "
-            "trainable=, which freezes it into the base")
-    if cls == "Flatten":
-        return HeadLayer(layer.name, "flatten")
-    if cls in IDENTITY_LAYERS:
-        return HeadLayer(layer.name, "identity")
-    if cls == "Activation":
-        return HeadLayer(layer.name, "activation", _activation_name(layer.activation, layer))
-    if cls == "Softmax":
-        if getattr(layer, "axis", -1) not in (-1, [-1], (-1,)):
-            raise UnsupportedLayerError(f"layer {layer.name!r} (Softmax) has axis "
-                                        f"{layer.axis!r}; the on-device head supports axis=-1")
-        return HeadLayer(layer.name, "activation", "softmax")
-    if cls == "ReLU":
-        config = layer.get_config()
-        if config.get("max_value") is None and not config.get("negative_slope") \
-                and not config.get("threshold"):
-            return HeadLayer(layer.name, "activation", "relu")
-        raise UnsupportedLayerError(f"layer {layer.name!r} (ReLU with max_value, negative_slope "
-                                    "or threshold) is not supported in the on-device head; "
-                                    "freeze it into the base")
-    raise UnsupportedLayerError(
-        f"layer {layer.name!r} ({cls}) sits after the first trainable layer, and the on-device "
-        f"head supports only Dense and {', '.join(WEIGHTLESS_LAYERS[:4])} and dropout-like "
-        "layers there (their backward pass is written with TFLite builtin ops): make only "
-        "layers after it trainable, so that it is frozen into the base")
+            f"layer {layer.name!r} ({type(layer).__name__}) cannot train on the device: only "
+            "Keras Dense layers can (their gradient and update are written with TFLite builtin "
+            "ops); leave it out of trainable=, which freezes it into the base")
+    if cls not in _HEAD_LAYERS:
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} ({type(layer).__name__}) sits after the first trainable "
+            f"layer, and the on-device head supports only Dense and "
+            f"{', '.join(WEIGHTLESS_LAYERS[:4])} and dropout-like layers there (their backward "
+            "pass is written with TFLite builtin ops): make only layers after it trainable, so "
+            "that it is frozen into the base")
+    return _HEAD_LAYERS[cls](layer, trainable)
 
 
 def _layers(model: Any) -> list[Any]:

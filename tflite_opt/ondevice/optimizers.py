@@ -67,7 +67,7 @@ class OptimizerSpec:
                 "beta_2": self.beta_2, "epsilon": self.epsilon}
 
     def slots_per_weight(self) -> tuple[str, ...]:
-        """Names of the state kept per weight: ``()`` (plain SGD), ``("momentum",)`` or ``("m", "v")``."""
+        """Names of the state kept per weight: ``()``, ``("momentum",)`` or ``("m", "v")``."""
         if self.name == "adam":
             return ("m", "v")
         return ("momentum",) if self.momentum else ()
