@@ -1,8 +1,8 @@
 """federated: FedAvg on the digits, every client training through a .tflite train signature.
 
     python scripts/federated.py --output_dir=outputs/federated
-    python scripts/federated.py --clients=10 --rounds=20 --local_epochs=2 --dirichlet_alpha=0.5 \
-        --engine=flower --output_dir=outputs/federated_flower
+    python scripts/federated.py --clients=10 --rounds=20 --local_epochs=2 --dirichlet_alpha=0.5
+    python scripts/federated.py --engine=flower --output_dir=outputs/federated_flower
 
 Splits the digits' training images among --clients with a Dirichlet(--dirichlet_alpha) non-IID
 split, exports the model as a trainable .tflite (builtin ops only), runs --rounds of federated

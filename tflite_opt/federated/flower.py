@@ -267,8 +267,8 @@ class _ServerRun:
                               time.perf_counter() - pending["start"])
         self.history.append(record)
         self.checkpoint.save(self.state, self.info, self.history)
+        self.bar.set_postfix(accuracy=f"{accuracy:.3f}", refresh=False)
         self.bar.update(1)
-        self.bar.set_postfix(accuracy=f"{accuracy:.3f}")
         if self.on_round is not None:
             self.on_round(record)
         return MetricRecord({"accuracy": accuracy})

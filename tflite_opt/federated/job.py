@@ -87,6 +87,18 @@ class FederatedJobConfig:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise InvalidArgumentError(f"engine={self.engine!r} is not one of {ENGINES}")
+        if not (isinstance(self.dirichlet_alpha, (int, float)) and 0 < self.dirichlet_alpha
+                < float("inf")):
+            raise InvalidArgumentError(f"dirichlet_alpha must be a finite number > 0, got "
+                                       f"{self.dirichlet_alpha!r}; 0.1 is very non-IID, 100 "
+                                       "near IID")
+        if not (isinstance(self.clients, int) and 1 <= self.clients <= 1437):
+            raise InvalidArgumentError(f"clients must be in 1..1437 (the digits' training "
+                                       f"images), got {self.clients!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate
+                < float("inf")):
+            raise InvalidArgumentError(f"learning_rate must be a finite number > 0, got "
+                                       f"{self.learning_rate!r}")
         if not (isinstance(self.hidden_units, int) and self.hidden_units >= 1):
             raise InvalidArgumentError(f"hidden_units must be an integer >= 1, got "
                                        f"{self.hidden_units!r}")
@@ -115,14 +127,15 @@ def _trainable(value: str) -> str | list[str]:
 
 def run_federated_job(config: FederatedJobConfig) -> FederatedJobResult:
     """Runs the federated job and writes its outputs (see the module docstring)."""
+    from tflite_opt.files import check_output_dir, lock_output_dir, staged_output_dir
+
+    output_dir = check_output_dir(config.output_dir, "--output_dir")  # before TF's import
     from tflite_opt.data.digits_eval import load_digits_eval
     from tflite_opt.federated.model import default_model, export_global_model
     from tflite_opt.federated.report import write_report
-    from tflite_opt.files import check_output_dir, lock_output_dir, staged_output_dir
     from tflite_opt.ondevice.export import export_trainable
     from tflite_opt.report.significance import mcnemar_difference_ci
 
-    output_dir = check_output_dir(config.output_dir, "--output_dir")
     with lock_output_dir(output_dir, f"{WORK}/lock", "--output_dir"):
         work = output_dir / WORK
         data = load_digits_eval(image_size=config.image_size, copies=config.eval_copies)
