@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from tflite_opt.files import atomic_write_bytes
 from tflite_opt.search import Budgets, SearchConfig, SearchSpace, run_search
 from tflite_opt.search.pareto import pareto_table
 
@@ -97,10 +98,9 @@ def run(output_dir: Path, quick: bool = False) -> dict:
             best_eval_accuracy=round(accuracy, 4),
             best_eval_accuracy_ci95=[round(v, 4) for v in interval],
             best_candidate=best["candidate"], eval_images=n)
-    for name in ("pareto.png",):
-        source = search_dir / name
-        if source.is_file():
-            (Path(output_dir) / f"nas_{name}").write_bytes(source.read_bytes())
+    if (search_dir / "pareto.png").is_file():
+        atomic_write_bytes(Path(output_dir) / "nas_pareto.png",
+                           (search_dir / "pareto.png").read_bytes())
     trials_table = {"title": "Every trial", "columns": [
         "trial", "architecture", "width", "depth", "kernel", "resolution", "precision",
         "sparsity", "clusters", "outcome", "accuracy", "latency_us", "size_bytes", "seconds"],
