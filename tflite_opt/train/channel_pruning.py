@@ -205,9 +205,17 @@ def _keras_histories(value: Any) -> list[str]:
     return []
 
 
-def _inbound(entries: list[dict[str, Any]], sequential: bool) -> dict[str, list[str] | None]:
-    """Layer name -> the layers it reads (None for a layer called more than once)."""
-    out: dict[str, list[str] | None] = {}
+def _node_sources(node: Any) -> list[str]:
+    if isinstance(node, dict):  # Keras 3: {"args": [...__keras_tensor__...], "kwargs": {...}}
+        return _keras_histories(node)
+    return [item[0] for item in node]  # tf_keras: [[name, node_index, tensor_index, kwargs]]
+
+
+def _inbound(entries: list[dict[str, Any]], sequential: bool
+             ) -> tuple[dict[str, list[str]], set[str]]:
+    """Layer name -> the layers it reads, and the names of layers called more than once."""
+    out: dict[str, list[str]] = {}
+    shared: set[str] = set()
     previous: str | None = None
     for entry in entries:
         name = _entry_name(entry)
@@ -217,14 +225,9 @@ def _inbound(entries: list[dict[str, Any]], sequential: bool) -> dict[str, list[
             continue
         nodes = entry.get("inbound_nodes") or []
         if len(nodes) > 1:
-            out[name] = None
-        elif not nodes:
-            out[name] = []
-        elif isinstance(nodes[0], dict):  # Keras 3
-            out[name] = _keras_histories(nodes[0])
-        else:  # tf_keras: [[name, node_index, tensor_index, kwargs], ...]
-            out[name] = [item[0] for item in nodes[0]]
-    return out
+            shared.add(name)
+        out[name] = [source for node in nodes for source in _node_sources(node)]
+    return out, shared
 
 
 def _output_names(config: Mapping[str, Any], entries: list[dict[str, Any]],
@@ -250,21 +253,26 @@ def _kind(layer: Any, L: Any) -> str:
 
 def _analyze(model: Any, entries: list[dict[str, Any]], config: Mapping[str, Any],
              sequential: bool, excluded: Mapping[str, str]
-             ) -> tuple[_Groups, dict[str, _Layout], dict[str, int], dict[str, list[str]]]:
+             ) -> tuple[_Groups, dict[str, _Layout], dict[str, int], dict[str, list[str]],
+                        dict[str, str]]:
     """Walks the graph once: the channel layout of every layer's output, the group each
     Conv2D/Dense produces, and who consumes whom."""
     L = (keras3() if keras_flavor(model) == "keras3" else keras).layers
     groups = _Groups()
     layouts: dict[str, _Layout] = {}
     produced: dict[str, int] = {}
-    inbound = _inbound(entries, sequential)
+    refused: dict[str, str] = {}
+    inbound, shared = _inbound(entries, sequential)
     consumers: dict[str, list[str]] = {}
     for name, sources in inbound.items():
-        for source in sources or []:
+        for source in sources:
             consumers.setdefault(source, []).append(name)
 
     def width_of(layer: Any) -> int:
-        shape = layer.output.shape
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # a shared layer has one output per call
+            shape = layer.get_output_at(0).shape if hasattr(layer, "get_output_at") else [0]
         return int(shape[-1]) if shape[-1] is not None else 0
 
     for entry in entries:
@@ -277,20 +285,21 @@ def _analyze(model: Any, entries: list[dict[str, Any]], config: Mapping[str, Any
             continue
         layer = model.get_layer(name)
         cls = type(layer).__name__
-        ins = [layouts[s] for s in sources] if sources is not None and all(
-            s in layouts for s in sources) else None
-        blocked = f"consumed by {name!r} ({cls}), which tflite_opt cannot slice"
+        ins = [layouts[s] for s in sources if s in layouts]
+        why = "tflite_opt cannot slice its channels (this configuration or layer type)"
 
         def opaque() -> None:
             for layout in ins or []:
-                groups.freeze(layout, blocked)
+                groups.freeze(layout, f"consumed by {name!r} ({cls}): {why}")
+            refused[name] = why
             layouts[name] = _Layout(((groups.new(width_of(layer), frozen=f"produced by {name!r} "
                                                  f"({cls})"), width_of(layer)),))
 
         if not sources:  # the first layer of a Sequential saved without its InputLayer
             width = int(model.inputs[0].shape[-1])
             ins = [_Layout(((groups.new(width, frozen="model input"), width),))]
-        if ins is None:  # a shared layer (called more than once)
+        if name in shared or len(ins) != len(sources):  # called more than once, or unknown input
+            why = "it is called more than once (a shared layer)"
             opaque()
             continue
         cfg = layer.get_config()
@@ -356,7 +365,7 @@ def _analyze(model: Any, entries: list[dict[str, Any]], config: Mapping[str, Any
             opaque()
     for name in _output_names(config, entries, sequential):
         groups.freeze(layouts[name], f"reaches the model output {name!r}")
-    return groups, layouts, produced, consumers
+    return groups, layouts, produced, consumers, refused
 
 
 def _importance(model: Any, name: str, consumers: Mapping[str, list[str]], criterion: str,
@@ -411,7 +420,8 @@ def count_macs(model: Any) -> int:
     total = 0
     for layer in model.layers:
         kind = _kind(layer, L)
-        if not kind and not isinstance(layer, L.Conv2D):
+        if not kind and not (isinstance(layer, L.Conv2D) and
+                             not isinstance(layer, L.Conv2DTranspose)):
             continue
         try:
             out_shape = layer.output.shape
@@ -477,7 +487,8 @@ def prune_channels(model: Any, ratio: float = 0.5, *, ratios: Mapping[str, float
     if only is not None:
         excluded.update({l.name: "not in only=" for l in model.layers
                          if l.name not in only and l.name not in excluded})
-    groups, layouts, produced, consumers = _analyze(model, entries, config, sequential, excluded)
+    groups, layouts, produced, consumers, refused = _analyze(model, entries, config, sequential,
+                                                             excluded)
 
     kept: dict[int, np.ndarray] = {}
     rows: list[LayerChannels] = []
@@ -497,6 +508,11 @@ def prune_channels(model: Any, ratio: float = 0.5, *, ratios: Mapping[str, float
                 kept[root] = np.sort(np.argsort(-score, kind="stable")[:keep])
         after = len(kept[root]) if root in kept else width
         rows.append(LayerChannels(name, kind, width, after, members, reason))
+    for name, why in refused.items():  # Conv2D/Dense layers that could not be rebuilt thinner
+        kind = _kind(model.get_layer(name), L)
+        if kind in ("conv2d", "dense"):
+            width = int(model.get_layer(name).get_weights()[0].shape[-1])
+            rows.append(LayerChannels(name, kind, width, width, (), why))
 
     # The new config: pruned producers get their new width; every layer is rebuilt by calling
     # it on its (thinner) inputs, so no layer keeps its old build shapes.
@@ -509,15 +525,17 @@ def prune_channels(model: Any, ratio: float = 0.5, *, ratios: Mapping[str, float
     custom = {type(l).__name__: type(l) for l in model.layers}
     new_model = type(model).from_config(config, custom_objects=custom)
 
-    inbound = _inbound(entries, sequential)
+    inbound, shared = _inbound(entries, sequential)
     for layer in model.layers:
         weights = layer.get_weights()
         if not weights:
             continue
         name = layer.name
         sources = inbound.get(name) or []
-        # (no single source: a first Sequential layer reads the whole model input)
-        source_layout = layouts.get(sources[0]) if len(sources) == 1 else None
+        # (no single source: a first Sequential layer reads the whole model input; a shared
+        # layer's inputs were all kept whole)
+        source_layout = layouts.get(sources[0]) if len(sources) == 1 and \
+            name not in shared else None
         kin = None if source_layout is None else _layout_indices(source_layout, kept, groups)
         kind = _kind(layer, L)
         out_root = groups.root(produced[name]) if name in produced else None
