@@ -36,3 +36,14 @@ def test_every_oracle_maximizes_the_score_and_stops_at_the_trial_count(tmp_path,
 def test_config_rejects_an_unknown_oracle(tmp_path):
     with pytest.raises(InvalidArgumentError, match="--oracle"):
         SearchConfig(str(tmp_path), oracle="grid")
+
+
+def test_resuming_a_search_with_other_budgets_is_refused(tmp_path):
+    import json
+
+    from tflite_opt.search import Budgets, run_search
+
+    first = SearchConfig(str(tmp_path), Budgets(latency_us=100.0), trials=2)
+    (tmp_path / "search.json").write_text(json.dumps({"config": first.to_dict()}))
+    with pytest.raises(InvalidArgumentError, match="budgets"):
+        run_search(SearchConfig(str(tmp_path), Budgets(latency_us=200.0), trials=2))

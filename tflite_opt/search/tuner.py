@@ -336,6 +336,7 @@ def run_search(config: SearchConfig) -> SearchResult | None:
         table = LatencyTable.from_file(config.latency_table, model=config.latency_table_model)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _check_resume(output_dir, config)
     tuner = _tuner_class()(config, table)
     where = role()
     if where == "chief":
@@ -346,6 +347,29 @@ def run_search(config: SearchConfig) -> SearchResult | None:
     if where == "worker":
         return None
     return write_outputs(tuner.oracle, config, table, time.perf_counter() - started)
+
+
+# Settings a resumed search must share with the one it continues (trials may grow).
+_RESUME_KEYS = ("budgets", "space", "oracle", "epochs", "compress_epochs", "latency_table",
+                "latency_table_model", "measure_threads", "seed")
+
+
+def _check_resume(output_dir: Path, config: SearchConfig) -> None:
+    """Refuses to resume a search of ``output_dir`` made with other budgets or another space."""
+    previous = output_dir / "search.json"
+    if not previous.is_file():
+        return
+    try:
+        old = json.loads(previous.read_text())["config"]
+    except (ValueError, KeyError, TypeError):
+        return
+    new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as in the file
+    changed = [k for k in _RESUME_KEYS if old.get(k) != new.get(k)]
+    if changed:
+        raise InvalidArgumentError(
+            f"output_dir {str(output_dir)!r} holds a search made with other settings "
+            f"({', '.join(changed)}); rerun it with the same flags to resume, or pass a new "
+            "--output_dir")
 
 
 def collect_records(oracle: Any, project_dir: Path) -> list[dict]:
