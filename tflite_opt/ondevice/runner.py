@@ -155,7 +155,9 @@ class OnDeviceTrainer:
             x, y: Training samples and labels.
             epochs: Passes over the data (>= 1). Defaults to 1.
             batch_size: Samples per step (>= 1). Defaults to 32.
-            seed: Seed of the shuffling; None shuffles differently each call.
+            seed: Seed of the shuffling: epoch ``e`` of a call visits the samples in the
+                order of the ``e``-th ``numpy.random.default_rng(seed).permutation(len(x))``.
+                None shuffles differently each call.
             progress: Show a progress bar (tqdm) over the steps. Defaults to False.
 
         Example:
