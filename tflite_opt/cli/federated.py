@@ -70,7 +70,8 @@ def main(argv) -> None:
     fed = result.federated
     print()
     print(f"clients {fed.num_clients} (samples {min(fed.client_sizes)}-{max(fed.client_sizes)}), "
-          f"rounds {fed.history[-1].round}, engine {fed.engine}")
+          f"rounds {fed.history[-1].round}, engine {fed.engine}"
+          + (f", resumed after round {fed.resumed_from}" if fed.resumed_from else ""))
     print(f"federated accuracy   {100 * fed.accuracy:.2f}% (round 0: "
           f"{100 * fed.history[0].accuracy:.2f}%)")
     if result.centralized is not None:

@@ -28,6 +28,10 @@ _EXPORTS = {
                      "train_client"), "tflite_opt.federated.fedavg"),
     "run_flower": "tflite_opt.federated.flower",
     **dict.fromkeys(("plot_accuracy_per_round", "write_report"), "tflite_opt.federated.report"),
+    **dict.fromkeys(("CentralizedResult", "train_centralized"), "tflite_opt.federated.baseline"),
+    **dict.fromkeys(("default_model", "export_global_model"), "tflite_opt.federated.model"),
+    **dict.fromkeys(("FederatedJobConfig", "FederatedJobResult", "run_federated_job"),
+                    "tflite_opt.federated.job"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -66,7 +66,8 @@ class WeightSpec:
         return cls(str(name), tuple(int(d) for d in shape), np.dtype(dtype).name)
 
 
-def specs_of(weights: Sequence[np.ndarray], names: Sequence[str] | None = None) -> tuple[WeightSpec, ...]:
+def specs_of(weights: Sequence[np.ndarray],
+             names: Sequence[str] | None = None) -> tuple[WeightSpec, ...]:
     """The specs of a weight list (names default to ``weight_0``, ``weight_1``, ...)."""
     names = names or [f"weight_{i}" for i in range(len(weights))]
     return tuple(WeightSpec(n, tuple(np.shape(w)), np.asarray(w).dtype.name)

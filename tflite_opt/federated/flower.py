@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from tflite_opt.errors import InvalidArgumentError, TfliteOptError, UpdateRejectedError
-from tflite_opt.federated.exchange import ClientUpdate, GlobalState, spec_digest
+from tflite_opt.federated.exchange import ClientUpdate, GlobalState
 from tflite_opt.federated.fedavg import (Checkpoint, FedAvgConfig, FederatedResult, RoundRecord,
                                          Shard, _read_tflite, check_shards,
                                          check_trainer,
