@@ -384,6 +384,7 @@ def run_flower(tflite: bytes | str | os.PathLike, shards: Sequence[Shard], x_eva
     """
     from tqdm.auto import tqdm
 
+    _require_flower()
     if not (isinstance(max_parallel_clients, int) and max_parallel_clients >= 1):
         raise InvalidArgumentError(f"max_parallel_clients must be an integer >= 1, got "
                                    f"{max_parallel_clients!r}")
@@ -412,6 +413,18 @@ def run_flower(tflite: bytes | str | os.PathLike, shards: Sequence[Shard], x_eva
     correct = evaluate_global(evaluator, run.state.weights, x_eval, y_eval)
     return FederatedResult("flower", config, len(shards), tuple(int(len(y)) for _, y in shards),
                            tuple(run.history), run.state, correct.astype(np.int8), resumed_from)
+
+
+def _require_flower() -> None:
+    """Fails with the install command if Flower or Ray is missing (they are an extra)."""
+    import importlib.util
+
+    missing = [name for name in ("flwr", "ray") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidArgumentError(
+            f"the Flower engine needs {' and '.join(missing)}, which is not installed; install "
+            "the federated extra (pip install -e '.[federated]': flwr==1.41.0, ray==2.55.1) or "
+            "use the local engine (engine='local', --engine=local)")
 
 
 def _simulate(server_app: Any, client_app: Any, num_clients: int, parallel: int, verbose: bool,
