@@ -236,6 +236,52 @@ def test_plan_self_distilled_prune_on_keras3_model(digits16):
     assert result.sparsity == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
+def test_plan_self_distillation_student_batch_norm_computes_as_the_frozen_teacher(digits16,
+                                                                                   flavor):
+    # The teacher runs in inference mode. A student normalizing with batch statistics gives
+    # other outputs for the same weights, so the soft-target loss trained it away from the
+    # teacher; with its BatchNorm on the moving statistics, training mode computes what
+    # inference mode does (no dropout here), and the layers are trainable again afterwards.
+    import keras as keras3
+
+    from tflite_opt._keras import keras as tf_keras
+    from tflite_opt.train.distill import student_of
+    from tflite_opt.train.plan import OptimizationPlan
+
+    keras_module = keras3 if flavor == "keras3" else tf_keras
+    keras_module.utils.set_random_seed(0)
+    inputs = keras_module.Input((16, 16, 1))
+    h = keras_module.layers.Flatten()(inputs)
+    h = keras_module.layers.Dense(32, name="dense1")(h)
+    h = keras_module.layers.BatchNormalization(name="bn")(h)
+    h = keras_module.layers.ReLU()(h)
+    outputs = keras_module.layers.Dense(10, activation="softmax", name="classifier")(h)
+    model = keras_module.Model(inputs, outputs, name="float")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = _plan_data(digits16)
+    model.fit(x, y, epochs=1, verbose=0)
+    seen = {}
+
+    class Probe(keras_module.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                student = student_of(self.model)
+                seen["trainable"] = student.get_layer("bn").trainable
+                training = np.asarray(student(x[:32], training=True))  # may update masks first
+                seen["gap"] = float(np.abs(training - np.asarray(student(x[:32],
+                                                                         training=False))).max())
+
+    recipe = Recipe(stages=(PruneStage(epochs=1, target_sparsity=0.5, schedule="constant",
+                                       distill=SelfDistill(0.5, 3.0)),),
+                    policy=Recipe.default().policy)
+    result = OptimizationPlan(recipe).run(model, (x, y), batch_size=64, verbose=0,
+                                          callbacks=[Probe()])
+    assert seen["gap"] < 1e-5  # float32 rounding of the same computation
+    assert seen["trainable"] is False
+    assert result.model.get_layer("bn").trainable
+
+
 def test_recipe_file_distill_student_parses():
     from tests.conftest import REPO_ROOT
 

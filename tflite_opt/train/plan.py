@@ -33,7 +33,8 @@ from tflite_opt.train.dispatch import (check_graph_model, cluster, deep_copy,
                                        pruning_step_callback, quantize_aware,
                                        save_training_weights, selected_layer_names, strip,
                                        weight_stats)
-from tflite_opt.train.distill import STUDENT_BUILDERS, build_student, distill, student_of
+from tflite_opt.train.distill import (STUDENT_BUILDERS, build_student, distill,
+                                      freeze_batch_norm, student_of)
 from tflite_opt.train.qat import resolve_scheme
 from tflite_opt.train.recipe import (ClusterStage, DecomposeStage, DistillStage, PruneStage,
                                      QATStage, Recipe)
@@ -457,6 +458,9 @@ class OptimizationPlan:
             with scope():
                 wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
                 trainer = self._trainer(stage, wrapped, current, float_teacher)
+                # Self-distillation: the student's BatchNorm normalizes as its frozen teacher's.
+                frozen = freeze_batch_norm(wrapped) if trainer is not wrapped and \
+                    getattr(stage, "distill", None) is not None else []
                 trainer.compile(optimizer=fresh_optimizer_for(wrapped, optimizer,
                                                               stage.learning_rate),
                                 loss=loss, metrics=list(metrics) if metrics else None,
@@ -481,6 +485,8 @@ class OptimizationPlan:
                 trainer.fit(x, y, epochs=stage.epochs, initial_epoch=resume_epoch,
                             validation_data=validation_data, callbacks=stage_callbacks,
                             verbose=verbose, **fit_kwargs)
+            for layer in frozen:
+                layer.trainable = True
             with scope():
                 current = wrapped if isinstance(stage, (QATStage, DistillStage)) else strip(wrapped)
             if isinstance(stage, (DistillStage, DecomposeStage)):
