@@ -37,8 +37,10 @@ Summary keys (stable): latency_ratio_vs_dense (headline channel-pruned int8 medi
 int8 median, interleaved, fastest configuration), latency_ratio_vs_dense_float, accuracy_drop,
 accuracy_drop_ci95_low, accuracy_drop_ci95_high, accuracy_drop_vs_fine_tuned_dense, pattern,
 channel_ratio, macs_ratio, mobilenet_latency_ratio_vs_dense, mobilenet_accuracy_drop,
-mobilenet_accuracy_drop_ci95_high, unstructured_latency_ratio_int8, unstructured_sparse_float_ratio,
-sparse_inference_probe_ratio, sparse_inference_probe_explicit_padding_ratio, int8_config, float_config, eval_images, cpu, wall_s.
+mobilenet_accuracy_drop_ci95_high, unstructured_latency_ratio_int8,
+unstructured_sparse_float_ratio, sparse_inference_probe_ratio,
+sparse_inference_probe_explicit_padding_ratio, int8_config, float_config, eval_images, cpu,
+wall_s.
 Accuracy drops are in points (percent).
 """
 

@@ -413,8 +413,8 @@ def count_macs(model: Any) -> int:
     """Multiply-accumulates of one inference of ``model`` (Conv2D, DepthwiseConv2D, Dense).
 
     Example:
-        >>> count_macs(digits_cnn())
-        9830400 ...
+        >>> count_macs(digits_cnn())  # 32x32x1 input, width 16
+        9847424
     """
     L = (keras3() if keras_flavor(model) == "keras3" else keras).layers
     total = 0
@@ -429,12 +429,9 @@ def count_macs(model: Any) -> int:
             continue
         kernel = layer.get_weights()[0]
         positions = int(np.prod([int(d) for d in out_shape[1:-1]])) if len(out_shape) > 2 else 1
-        if kind == "depthwise":
-            total += positions * int(np.prod(kernel.shape))
-        elif kind == "dense":
-            total += positions * int(kernel.size)
-        else:  # a Conv2D (grouped convs: the kernel already holds cin / groups)
-            total += positions * int(kernel.size)
+        # one MAC per kernel weight per output position: Dense (in, out), Conv2D (kh, kw,
+        # cin / groups, cout), DepthwiseConv2D (kh, kw, c, multiplier)
+        total += positions * int(kernel.size)
     return int(total)
 
 
@@ -469,8 +466,8 @@ def prune_channels(model: Any, ratio: float = 0.5, *, ratios: Mapping[str, float
 
     Example:
         >>> result = prune_channels(model, ratio=0.5, skip=["conv1"], multiple_of=4)
-        >>> result.macs_ratio
-        0.27
+        >>> round(result.macs_ratio, 2)  # the digits CNN (digits_cnn())
+        0.38
         >>> thin = result.model
     """
     from tflite_opt.train.dispatch import check_graph_model
