@@ -11,6 +11,7 @@ from tflite_opt._keras import keras, keras3
 from tflite_opt.errors import InvalidArgumentError, RecipeError
 from tflite_opt.train.channel_pruning import channels_to_keep, count_macs, prune_channels
 from tflite_opt.train.recipe import PruneStage, Recipe
+from tests.conftest import REPO_ROOT
 
 KERASES = {"tf_keras": lambda: keras, "keras3": keras3}
 # Two float32 forward passes of the same function, summed in another order: rounding slack.
@@ -187,7 +188,7 @@ def test_recipe_objective_latency_parses_validates_and_round_trips():
                      ({"m_by_n": [2, 4]}, "m_by_n")):
         with pytest.raises(RecipeError, match=key):
             Recipe.from_dict({"stages": [{"type": "prune", "objective": "latency", **bad}]})
-    assert Recipe.from_file("recipes/latency.yaml").stages[0].objective == "latency"
+    assert Recipe.from_file(REPO_ROOT / "recipes" / "latency.yaml").stages[0].objective == "latency"
     with pytest.raises(RecipeError, match="objective"):
         PruneStage(objective="fast").validate()
 
