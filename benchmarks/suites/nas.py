@@ -15,8 +15,9 @@ a third of the 15 minutes the 12 trials are allowed on 2 cores.
 
 Summary keys (stable): trials, wall_s, best_latency_us, latency_budget_us, best_size_bytes,
 size_budget_bytes, best_accuracy, remeasured_latency_us, remeasured_within_budget,
-rejected_before_training, over_budget_after_conversion, trained, best_eval_accuracy,
-best_eval_accuracy_ci95, best_candidate, cpu, load_average.
+rejected_before_training, duplicates (trials that repeated a candidate; figures reused),
+over_budget_after_conversion, trained, best_eval_accuracy, best_eval_accuracy_ci95,
+best_candidate, cpu, load_average.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tflite_opt.search.pareto import pareto_table
 
 TRIALS = 12
 EPOCHS = 3
-LATENCY_BUDGET_US = 100.0
+LATENCY_BUDGET_US = 50.0
 SIZE_BUDGET_BYTES = 96 * 1024
 SPACE = SearchSpace(widths=(0.25, 0.5, 1.0), depths=(0.5, 1.0), kernel_sizes=(3, 5),
                     resolutions=(16, 24, 32), precisions=("int8", "float32"),
@@ -79,7 +80,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     best = result.best
     summary = {
         "trials": len(result.records), "wall_s": round(wall_s, 1),
-        "trained": sum(1 for r in result.records if r["trained"]),
+        "trained": sum(1 for r in result.records if r["trained"] and not r.get("duplicate_of")),
+        "duplicates": sum(1 for r in result.records if r.get("duplicate_of")),
         "rejected_before_training": sum(1 for r in result.records if not r["trained"]),
         "over_budget_after_conversion": sum(1 for r in result.records
                                             if r["trained"] and not r["within_budget"]),
@@ -111,6 +113,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                   r["candidate"]["depth"], r["candidate"]["kernel_size"],
                   r["candidate"]["resolution"], r["candidate"]["precision"],
                   r["candidate"]["sparsity"], r["candidate"]["clusters"],
+                  f"same as trial {r['duplicate_of']}" if r.get("duplicate_of") else
                   ("within budget" if r["within_budget"] else "over budget") if r["trained"]
                   else f"rejected before training ({r['rejected_at']})",
                   None if r["accuracy"] is None else round(r["accuracy"], 4),

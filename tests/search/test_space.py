@@ -47,3 +47,19 @@ def test_resuming_a_search_with_other_budgets_is_refused(tmp_path):
     (tmp_path / "search.json").write_text(json.dumps({"config": first.to_dict()}))
     with pytest.raises(InvalidArgumentError, match="budgets"):
         run_search(SearchConfig(str(tmp_path), Budgets(latency_us=200.0), trials=2))
+
+
+def test_a_candidate_proposed_again_reuses_the_earlier_record(tmp_path):
+    import json
+
+    from tflite_opt.search.tuner import _earlier_record
+
+    candidate = Candidate("shufflenet_v2_like", 0.5, 0.5, 5, 16, "int8")
+    for trial_id, extra in (("00", {}), ("01", {"duplicate_of": "00"})):
+        (tmp_path / f"trial_{trial_id}").mkdir()
+        (tmp_path / f"trial_{trial_id}" / "record.json").write_text(json.dumps(
+            {"candidate": candidate.to_dict(), "epochs": 3, "trial_id": trial_id, **extra}))
+    assert _earlier_record(tmp_path, candidate, 3)["trial_id"] == "00"
+    assert _earlier_record(tmp_path, candidate, 5) is None  # other epochs: trained again
+    other = Candidate("shufflenet_v2_like", 0.25, 0.5, 5, 16, "int8")
+    assert _earlier_record(tmp_path, other, 3) is None

@@ -1,8 +1,9 @@
 """The Pareto front of a search (accuracy up, latency down, size down), as a table and a plot.
 
 A trial is on the front when no other trained trial is at least as good on all three and
-better on one. Rejected-before-training trials have no accuracy and are left out of the front
-(they are listed in ``trials.json``).
+better on one. Rejected-before-training trials have no accuracy, and a trial that repeated an
+earlier candidate (``duplicate_of``) adds no point: both are left out of the front and the
+table (they are listed in ``trials.json``).
 
 Example:
     >>> front = pareto_front(records)
@@ -36,7 +37,7 @@ def pareto_front(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
     Example:
         >>> pareto_front([{"accuracy": .9, "latency_us": 10, "size_bytes": 5, ...}, ...])
     """
-    trained = [r for r in records if r.get("trained")]
+    trained = [r for r in records if r.get("trained") and not r.get("duplicate_of")]
     front = [r for r in trained if not any(dominates(o, r) for o in trained if o is not r)]
     return sorted(front, key=lambda r: (r["latency_us"], -r["accuracy"]))
 
@@ -53,7 +54,8 @@ def pareto_table(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``{"title", "columns", "rows"}`` of every trained trial, front first (benchmark format)."""
     front = pareto_front(records)
     ids = {r["trial_id"] for r in front}
-    rest = sorted((r for r in records if r.get("trained") and r["trial_id"] not in ids),
+    rest = sorted((r for r in records if r.get("trained") and r["trial_id"] not in ids
+                   and not r.get("duplicate_of")),
                   key=lambda r: -r["accuracy"])
     rows = [_row(r, True) for r in front] + [_row(r, False) for r in rest]
     return {"title": "Trained candidates (Pareto front first)", "columns": list(COLUMNS),
@@ -100,7 +102,7 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: str | Path, budgets:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trained = [r for r in records if r.get("trained")]
+    trained = [r for r in records if r.get("trained") and not r.get("duplicate_of")]
     front = pareto_front(records)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if trained:

@@ -161,8 +161,14 @@ def _tuner_class() -> type:
             candidate = Candidate.from_values(values)
             epochs = int(values.get("tuner/epochs", self.config.epochs))
             trial_dir = Path(self.get_trial_dir(trial.trial_id))
-            record = evaluate_candidate(candidate, self.data(candidate.resolution), self.config,
-                                        self.table, trial_dir, epochs=epochs)
+            earlier = _earlier_record(Path(self.project_dir), candidate, epochs)
+            if earlier is not None:
+                # Oracles can propose a finished candidate again (the Bayesian one did in the
+                # nas suite); its figures are known, so the trial reuses them, untrained.
+                record = {**earlier, "duplicate_of": earlier["trial_id"], "seconds": 0.0}
+            else:
+                record = evaluate_candidate(candidate, self.data(candidate.resolution),
+                                            self.config, self.table, trial_dir, epochs=epochs)
             record["trial_id"] = trial.trial_id
             record["tuner_id"] = self.tuner_id  # which process ran it (distributed mode)
             atomic_write_json(trial_dir / RECORD_FILE, record)
@@ -177,11 +183,26 @@ def _tuner_class() -> type:
     return SearchTuner
 
 
+def _earlier_record(project_dir: Path, candidate: Candidate, epochs: int) -> dict | None:
+    """The record of a finished trial of the same candidate and epochs (not itself a copy)."""
+    for path in sorted(project_dir.glob(f"trial_*/{RECORD_FILE}")):
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if record.get("candidate") == candidate.to_dict() and record.get("epochs") == epochs \
+                and not record.get("duplicate_of"):
+            return record
+    return None
+
+
 def _one_line(record: dict) -> str:
     c = record["candidate"]
     head = (f"trial {record.get('trial_id', '?')}: {c['architecture']} w={c['width']} "
             f"d={c['depth']} k={c['kernel_size']} {c['resolution']}px {c['precision']} "
             f"sparsity={c['sparsity']} clusters={c['clusters']}")
+    if record.get("duplicate_of"):
+        return f"{head} -> same as trial {record['duplicate_of']}: its figures reused"
     if not record["trained"]:
         return f"{head} -> rejected before training ({record['rejected']})"
     return (f"{head} -> accuracy {100 * record['accuracy']:.2f}%, latency "
@@ -388,7 +409,8 @@ def collect_records(oracle: Any, project_dir: Path) -> list[dict]:
 
 def best_record(records: Sequence[dict]) -> dict | None:
     """The most accurate trained record within every budget (then faster, then smaller)."""
-    fits = [r for r in records if r.get("trained") and r.get("within_budget")]
+    fits = [r for r in records if r.get("trained") and r.get("within_budget")
+            and not r.get("duplicate_of")]
     return max(fits, key=lambda r: (r["accuracy"], -r["latency_us"], -r["size_bytes"]),
                default=None)
 
@@ -412,6 +434,7 @@ def write_outputs(oracle: Any, config: SearchConfig, table: LatencyTable | None,
         "rejected_before_training": sum(1 for r in records if not r["trained"]),
         "over_budget_after_conversion": sum(1 for r in records
                                             if r["trained"] and not r["within_budget"]),
+        "duplicates": sum(1 for r in records if r.get("duplicate_of")),
         "pareto_trials": [r["trial_id"] for r in front],
         "best_trial": best["trial_id"] if best else None, "wall_s": wall_s,
         "latency_source": "latency_table" if table else "measured on this host"}
