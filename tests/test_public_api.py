@@ -28,6 +28,10 @@ EXPECTED = {
     "mobilenet_v2", "optimize_scope", "profile_ops", "prune", "quantization_report",
     "quantize_aware", "read_metadata", "read_tflite", "run_pipeline", "strip", "train_digits_cnn",
     "training_callbacks", "weight_stats",
+    "ChannelPruningResult", "prune_channels", "ModelCost", "model_cost",
+    "OnDeviceExport", "OnDeviceTrainer", "export_trainable",
+    "FedAvgConfig", "FederatedJobConfig", "FederatedJobResult", "FederatedResult", "Partition",
+    "UpdateRejectedError", "dirichlet_partition", "run_fedavg", "run_federated_job", "run_flower",
 }
 
 

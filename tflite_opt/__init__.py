@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("decompose", "DecompositionResult", "LayerDecomposition"),
                     "tflite_opt.train.decompose"),
     "DecomposeStage": "tflite_opt.train.recipe",
+    **dict.fromkeys(("prune_channels", "ChannelPruningResult"), "tflite_opt.train.channel_pruning"),
     # convert
     **dict.fromkeys(("convert", "ConversionResult", "Precision", "convert_accuracy_aware",
                      "AccuracyAwareResult", "quantization_report", "QuantizationReport",
@@ -56,12 +57,22 @@ _EXPORTS: dict[str, str] = {
                      "inspect_model", "Inspection", "profile_ops", "benchmark_compiled_model",
                      "InterpreterOptions", "DelegateSpec"), "tflite_opt.runtime"),
     **dict.fromkeys(("HostCPU", "host_cpu"), "tflite_opt.runtime.host_cpu"),
+    **dict.fromkeys(("ModelCost", "model_cost"), "tflite_opt.runtime.cost"),
+    # on-device and federated learning
+    **dict.fromkeys(("export_trainable", "OnDeviceExport"), "tflite_opt.ondevice.export"),
+    "OnDeviceTrainer": "tflite_opt.ondevice.runner",
+    **dict.fromkeys(("Partition", "dirichlet_partition"), "tflite_opt.federated.partition"),
+    **dict.fromkeys(("FedAvgConfig", "FederatedResult", "run_fedavg"), "tflite_opt.federated.fedavg"),
+    "run_flower": "tflite_opt.federated.flower",
+    **dict.fromkeys(("FederatedJobConfig", "FederatedJobResult", "run_federated_job"),
+                    "tflite_opt.federated.job"),
     # the main job
     **dict.fromkeys(("PipelineConfig", "PipelineResult", "run_pipeline"), "tflite_opt.pipeline"),
     # errors
     **dict.fromkeys(("TfliteOptError", "InvalidArgumentError", "ModelLoadError",
                      "UnsupportedLayerError", "DataError", "RecipeError", "ConversionError",
-                     "InvalidTFLiteError", "OutputExistsError", "UnsafeModelError"),
+                     "InvalidTFLiteError", "OutputExistsError", "UnsafeModelError",
+                     "UpdateRejectedError"),
                     "tflite_opt.errors"),
 }
 
