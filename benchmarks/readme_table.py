@@ -103,9 +103,34 @@ def _decompose(s: dict) -> str:
             f"{s['conv_latency_ratio']:.2f}x")
 
 
+def _latency_pruning(s: dict) -> str:
+    return (f"channel pruning {100 * s['channel_ratio']:.0f}%: int8 latency "
+            f"{s['latency_ratio_vs_dense']:.2f}x, float32 {s['latency_ratio_vs_dense_float']:.2f}x of the "
+            f"dense file (interleaved), accuracy drop {s['accuracy_drop']:+.2f} points, 95% CI "
+            f"[{s['accuracy_drop_ci95_low']:+.2f}, {s['accuracy_drop_ci95_high']:+.2f}]; 75% magnitude "
+            f"sparsity: int8 latency {s['unstructured_latency_ratio_int8']:.2f}x (no speedup)")
+
+
+def _ondevice(s: dict) -> str:
+    return (f"fresh head trained only through the `.tflite` train signature: held-out accuracy "
+            f"{_pct(s['accuracy_before'])} -> {_pct(s['accuracy_after'])} (+{s['gain_points']:.1f} points, "
+            f"95% CI [{s['gain_ci95_low']:+.1f}, {s['gain_ci95_high']:+.1f}]); {s['flex_ops']} Flex ops, "
+            f"{s['custom_ops']} custom ops")
+
+
+def _federated(s: dict) -> str:
+    return (f"FedAvg, {s['clients']} non-IID clients (Dirichlet alpha {s['dirichlet_alpha']}), "
+            f"{s['rounds']} rounds x {s['local_epochs']} local epochs through the `.tflite`: "
+            f"{_pct(s['federated_accuracy'])} vs centralized {_pct(s['centralized_accuracy'])} "
+            f"({s['difference_points']:+.2f} points, 95% CI [{s['difference_ci95_low']:+.2f}, "
+            f"{s['difference_ci95_high']:+.2f}], {s['seeds']} seeds); Flower engine gives the same "
+            f"weights: {s['flower_matches_local']}")
+
+
 ROWS: dict[str, Callable[[dict], str]] = {
     "pipeline": _pipeline, "train": _train, "convert": _convert, "runtime": _runtime,
     "compare": _compare, "keras3": _keras3, "distill": _distill, "decompose": _decompose,
+    "latency_pruning": _latency_pruning, "ondevice": _ondevice, "federated": _federated,
 }
 
 
