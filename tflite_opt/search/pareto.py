@@ -115,7 +115,8 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: str | Path, budgets:
                            s=[20 + 280 * r["size_bytes"] / biggest for r in pts], c=color,
                            alpha=0.6, label=f"{label} (area ~ size)")
         ax.plot([r["latency_us"] for r in front], [100 * r["accuracy"] for r in front], "-o",
-                color="tab:red", markersize=3, label="Pareto front")
+                color="tab:red", markersize=3,
+                label="Pareto front (accuracy, latency and size: zig-zags in 2-D)")
     if budgets is not None and getattr(budgets, "latency_us", None):
         ax.axvline(budgets.latency_us, color="k", linestyle="--", linewidth=1,
                    label=f"latency budget {budgets.latency_us:.0f} us")
@@ -123,7 +124,7 @@ def plot_pareto(records: Sequence[Mapping[str, Any]], path: str | Path, budgets:
     ax.set_ylabel("validation accuracy of the .tflite (%)")
     ax.set_title(title or "Architecture search: accuracy vs latency vs size")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
