@@ -62,10 +62,13 @@ def test_candidate_the_latency_table_prices_over_budget_is_never_trained(tmp_pat
 
     table = LatencyTable.from_file(DATA / "profile_builtin.txt",
                                    model=DATA / "profiled_int8.tflite")
-    candidate = Candidate("mobilenet_v2_like", 0.25, 0.5, 3, 16, "int8")  # the profiled model
+    # The profiled architecture; float32 converts faster and has the same ops and shapes.
+    candidate = Candidate("mobilenet_v2_like", 0.25, 0.5, 3, 16, "float32")
     config = SearchConfig(str(tmp_path), Budgets(latency_us=100.0), trials=1, epochs=1)
     record = evaluate_candidate(candidate, load_digits(image_size=16), config, table,
                                 tmp_path / "trial", epochs=1)
     table_sum = sum(r.us_per_run for r in table.rows)  # 408 us: same graph, exact matches
     assert record["rejected_at"] == "latency_table" and not record["trained"]
-    assert record["table_estimate_before_training"]["total_us"] == pytest.approx(table_sum)
+    estimate = record["table_estimate_before_training"]
+    assert estimate["rules"] == {"exact": len(table.rows)}
+    assert estimate["total_us"] == pytest.approx(table_sum)
