@@ -51,6 +51,7 @@ from tflite_opt.report.significance import paired_bootstrap_difference_ci
 from tflite_opt.runtime.benchmark import gzip_size
 from tflite_opt.runtime.host_cpu import host_cpu
 from tflite_opt.train import OptimizationPlan, Recipe, SelfDistill, distill
+from tflite_opt.train.dispatch import deep_copy
 
 STUDENT = {"width": 8, "dense_units": 24}  # ~55k parameters against the teacher's ~287k
 DISTILL = {"alpha": 0.1, "temperature": 4.0}
@@ -73,6 +74,10 @@ def _int8(model, calibration) -> bytes:
 
 
 def _students(teacher, data, seeds, epochs, calibration) -> dict[str, list[bytes]]:
+    # A copy teaches: distill() sets its teacher non-trainable (as Keras's Distiller does), and
+    # the recipes and hand baselines after this must start from a trainable float model (they
+    # once trained nothing: every layer of their copies was frozen).
+    teacher = deep_copy(teacher)
     files: dict[str, list[bytes]] = {"labels only": [], "distilled": []}
     for seed in seeds:
         for variant in files:
@@ -200,6 +205,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     # 2. alpha and temperature from the validation split; then the default recipe with and
     # without self-distillation, and the hand baselines, on the evaluation set.
     settings, grid_rows, split = choose_self_distill(data, quick)
+    assert teacher.trainable_weights, "the float model must still be trainable"
     recipes = _recipes(teacher, data, recipe_seeds, quick, calibration, settings)
     hand = []
     for seed in recipe_seeds:
