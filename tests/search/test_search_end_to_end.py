@@ -7,28 +7,30 @@ import pytest
 
 from tflite_opt.search import Budgets, SearchConfig, SearchSpace, run_search
 
-# Two tiny candidates (kernel 3 or 5), 8x8 inputs, one epoch: the smallest real search.
-TINY = SearchSpace(architectures=("mobilenet_v2_like",), widths=(0.25,), depths=(0.5,),
-                   kernel_sizes=(3, 5), resolutions=(8,), precisions=("float32",),
+# Two candidates at 8x8, one epoch: width 0.25 (48 KB of float32 kernels) trains; width 1.0
+# (over 500 KB of kernels) breaks the 200 KB budget on its weights and is never trained.
+TINY = SearchSpace(architectures=("mobilenet_v2_like",), widths=(0.25, 1.0), depths=(0.5,),
+                   kernel_sizes=(3,), resolutions=(8,), precisions=("float32",),
                    sparsities=(0.0,), clusters=(0,))
 
 
 def test_two_trial_search_writes_pareto_and_a_best_model_within_budget(tmp_path):
     from tflite_opt.runtime import benchmark
 
-    budgets = Budgets(latency_us=1e6, size_bytes=1_000_000)
+    budgets = Budgets(latency_us=1e6, size_bytes=200_000)
     config = SearchConfig(str(tmp_path), budgets, TINY, trials=2, oracle="random", epochs=1,
                           benchmark_runs=5, verbose=0)
     result = run_search(config)
 
-    assert len(result.records) == 2 and all(r["trained"] for r in result.records)
-    assert {r["candidate"]["kernel_size"] for r in result.records} == {3, 5}
-    for record in result.records:
-        assert 0.0 <= record["accuracy"] <= 1.0 and record["latency_us"] > 0
-        assert record["score"] == pytest.approx(record["accuracy"])  # within budget
+    by_width = {r["candidate"]["width"]: r for r in result.records}
+    assert len(result.records) == 2 and set(by_width) == {0.25, 1.0}
+    wide, small = by_width[1.0], by_width[0.25]
+    assert not wide["trained"] and wide["rejected_at"] == "size" and wide["score"] < 0
+    assert small["trained"] and 0.0 <= small["accuracy"] <= 1.0 and small["latency_us"] > 0
+    assert small["score"] == pytest.approx(small["accuracy"])  # within budget
     with open(tmp_path / "pareto.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 and any(r["pareto"] == "True" for r in rows)
+    assert [(r["trial"], r["pareto"]) for r in rows] == [(small["trial_id"], "True")]
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "pareto.md").read_text().startswith("| trial |")
 
@@ -37,7 +39,7 @@ def test_two_trial_search_writes_pareto_and_a_best_model_within_budget(tmp_path)
                  "report.md"):
         assert (best / name).is_file(), name
     report = json.loads((best / "report.json").read_text())
-    assert report["accuracy"] == max(r["accuracy"] for r in result.records)
+    assert report["trial"] == small["trial_id"] and report["accuracy"] == small["accuracy"]
     assert report["size_bytes"] == (best / "model.tflite").stat().st_size <= budgets.size_bytes
     again = benchmark(best / "model.tflite", num_runs=5)  # measured again, independently
     assert again.median_us <= budgets.latency_us
