@@ -20,15 +20,10 @@ import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 from tflite_opt.errors import InvalidArgumentError
-from tflite_opt.models.efficient import (mobilenet_v2_like, mobilenet_v3_small_like,
-                                         shufflenet_v2_like)
-from tflite_opt.train.recipe import ClusterStage, LayerPolicy, PruneStage, Recipe
 
-ARCHITECTURES: dict[str, Callable[..., Any]] = {
-    "mobilenet_v2_like": mobilenet_v2_like,
-    "mobilenet_v3_small_like": mobilenet_v3_small_like,
-    "shufflenet_v2_like": shufflenet_v2_like,
-}
+# Builders of tflite_opt.models.efficient, by name; imported when a candidate is built, so a
+# distributed search's chief (which builds nothing) never imports tf_keras.
+ARCHITECTURES = ("mobilenet_v2_like", "mobilenet_v3_small_like", "shufflenet_v2_like")
 SEARCH_PRECISIONS = ("int8", "float32")
 BYTES_PER_WEIGHT = {"int8": 1, "float32": 4}
 # SearchSpace field -> Candidate field (the hyperparameter's name).
@@ -44,7 +39,7 @@ class Candidate:
     """One point of the space: an architecture and its recipe.
 
     Attributes:
-        architecture: A key of :data:`ARCHITECTURES`.
+        architecture: One of :data:`ARCHITECTURES`.
         width, depth: The builder's channel and block multipliers.
         kernel_size: Depthwise kernel (3, 5 or 7).
         resolution: Input height and width (the digits are resized to it).
@@ -73,18 +68,22 @@ class Candidate:
         if self.architecture not in ARCHITECTURES:
             raise InvalidArgumentError(f"architecture is {self.architecture!r}; accepted: "
                                        f"{', '.join(ARCHITECTURES)}")
-        builder = ARCHITECTURES[self.architecture]
+        from tflite_opt.models import efficient
+
+        builder: Callable[..., Any] = getattr(efficient, self.architecture)
         return builder((self.resolution, self.resolution, channels), num_classes,
                        width=self.width, depth=self.depth, kernel_size=self.kernel_size,
                        flavor=flavor)
 
-    def recipe(self, epochs: int = 1) -> Recipe | None:
-        """The compression stages after float training (None when there are none).
+    def recipe(self, epochs: int = 1) -> Any:
+        """The compression stages after float training as a ``Recipe`` (None when there are none).
 
         Pruning keeps the first conv and the classifier whole (the default policy); clustering
         keeps the pruned zeros. Full-int8 comes from post-training calibration, not QAT: tfmot's
         QAT has no rule for the hard-swish ``Rescaling`` and the ShuffleNet reshapes.
         """
+        from tflite_opt.train.recipe import ClusterStage, LayerPolicy, PruneStage, Recipe
+
         stages: list[Any] = []
         if self.sparsity > 0:
             stages.append(PruneStage(epochs=epochs, target_sparsity=self.sparsity))
@@ -114,7 +113,7 @@ class SearchSpace:
         clusters: Cluster counts (0 = none). Defaults to (0, 16).
     """
 
-    architectures: Sequence[str] = tuple(ARCHITECTURES)
+    architectures: Sequence[str] = ARCHITECTURES
     widths: Sequence[float] = (0.25, 0.5, 0.75, 1.0)
     depths: Sequence[float] = (0.5, 1.0)
     kernel_sizes: Sequence[int] = (3, 5)
