@@ -127,10 +127,20 @@ def _federated(s: dict) -> str:
             f"weights: {s['flower_matches_local']}")
 
 
+def _nas(s: dict) -> str:
+    c = s["best_candidate"]
+    return (f"{s['trials']} KerasTuner trials in {s['wall_s']:.0f} s ({s['rejected_before_training']} "
+            f"rejected before training, {s['over_budget_after_conversion']} over budget once measured); "
+            f"chosen {c['architecture']} width {c['width']} at {c['resolution']} px {c['precision']}: "
+            f"{s['best_latency_us']:.1f} us, {s['best_size_bytes'] / 1024:.1f} KB against budgets of "
+            f"{s['latency_budget_us']:.0f} us and {s['size_budget_bytes'] / 1024:.0f} KB; "
+            f"{s['remeasured_latency_us']:.1f} us measured again in a fresh process")
+
+
 ROWS: dict[str, Callable[[dict], str]] = {
     "pipeline": _pipeline, "train": _train, "convert": _convert, "runtime": _runtime,
     "compare": _compare, "keras3": _keras3, "distill": _distill, "decompose": _decompose,
-    "latency_pruning": _latency_pruning, "ondevice": _ondevice, "federated": _federated,
+    "nas": _nas, "latency_pruning": _latency_pruning, "ondevice": _ondevice, "federated": _federated,
 }
 
 

@@ -32,6 +32,8 @@ EXPECTED = {
     "OnDeviceExport", "OnDeviceTrainer", "export_trainable",
     "FedAvgConfig", "FederatedJobConfig", "FederatedJobResult", "FederatedResult", "Partition",
     "UpdateRejectedError", "dirichlet_partition", "run_fedavg", "run_federated_job", "run_flower",
+    "Budgets", "Candidate", "LatencyTable", "SearchConfig", "SearchResult", "SearchSpace",
+    "run_search",
 }
 
 

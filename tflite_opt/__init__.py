@@ -58,6 +58,9 @@ _EXPORTS: dict[str, str] = {
                      "InterpreterOptions", "DelegateSpec"), "tflite_opt.runtime"),
     **dict.fromkeys(("HostCPU", "host_cpu"), "tflite_opt.runtime.host_cpu"),
     **dict.fromkeys(("ModelCost", "model_cost"), "tflite_opt.runtime.cost"),
+    # hardware-aware architecture search
+    **dict.fromkeys(("run_search", "SearchConfig", "SearchResult", "SearchSpace", "Candidate",
+                     "Budgets", "LatencyTable"), "tflite_opt.search"),
     # on-device and federated learning
     **dict.fromkeys(("export_trainable", "OnDeviceExport"), "tflite_opt.ondevice.export"),
     "OnDeviceTrainer": "tflite_opt.ondevice.runner",
