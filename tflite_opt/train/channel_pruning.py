@@ -43,6 +43,7 @@ import numpy as np
 
 from tflite_opt._keras import keras, keras3, keras_flavor
 from tflite_opt.errors import InvalidArgumentError
+from tflite_opt.train.selection import check_layer_name_lists
 
 CRITERIA = ("l1", "l2")
 # Elementwise layers: their inputs must have the same channels, so their producers are tied.
@@ -576,16 +577,7 @@ def _check_arguments(model: Any, ratio: Any, ratios: dict[str, Any], criterion: 
     if not isinstance(multiple_of, int) or isinstance(multiple_of, bool) or multiple_of < 1:
         raise InvalidArgumentError(f"prune_channels: multiple_of is {multiple_of!r}; accepted: "
                                    "an integer >= 1, e.g. 8")
-    names = {l.name for l in model.layers}
-    for arg, values in (("skip", skip), ("only", only or ()), ("ratios", list(ratios))):
-        if isinstance(values, str):
-            raise InvalidArgumentError(f"prune_channels: {arg} is the string {values!r}; pass a "
-                                       f"list of layer names, e.g. [{values!r}]")
-        unknown = [v for v in values if v not in names]
-        if unknown:
-            raise InvalidArgumentError(f"prune_channels: {arg} names {unknown[0]!r}, which is not "
-                                       f"a layer of model {model.name!r}; its layers: "
-                                       f"{', '.join(sorted(names))[:300]}")
+    check_layer_name_lists("prune_channels", model, skip=skip, only=only or (), ratios=list(ratios))
 
 
 def prune_channels_stage(model: Any, stage: Any, policy: Any, verbose: int = 0) -> Any:

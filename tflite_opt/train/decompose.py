@@ -32,6 +32,7 @@ import numpy as np
 
 from tflite_opt._keras import keras, keras3, keras_flavor
 from tflite_opt.errors import InvalidArgumentError
+from tflite_opt.train.selection import check_layer_name_lists
 
 CONV_MODES = ("channel", "spatial")
 LOWRANK_SUFFIX = "_lowrank"
@@ -401,16 +402,7 @@ def _check_arguments(model: Any, params_ratio: Any, energy: Any, ranks: dict[str
     if conv_mode not in CONV_MODES:
         raise InvalidArgumentError(f"decompose: conv_mode is {conv_mode!r}; accepted: "
                                    f"{', '.join(CONV_MODES)}")
-    names = {l.name for l in model.layers}
-    for arg, values in (("skip", skip), ("only", only or ()), ("ranks", list(ranks))):
-        if isinstance(values, str):
-            raise InvalidArgumentError(f"decompose: {arg} is the string {values!r}; pass a list "
-                                       f"of layer names, e.g. [{values!r}]")
-        unknown = [v for v in values if v not in names]
-        if unknown:
-            raise InvalidArgumentError(f"decompose: {arg} names {unknown[0]!r}, which is not a "
-                                       f"layer of model {model.name!r}; its layers: "
-                                       f"{', '.join(sorted(names))[:300]}")
+    check_layer_name_lists("decompose", model, skip=skip, only=only or (), ranks=list(ranks))
 
 
 def policy_skips(model: Any, policy: Any) -> tuple[str, ...]:

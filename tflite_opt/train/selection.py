@@ -82,3 +82,21 @@ def policy_candidates(model: Any, policy: LayerPolicy, method: str, *,
             continue
         candidates.append(layer)
     return candidates
+
+
+def check_layer_name_lists(caller: str, model: Any, **lists: Any) -> None:
+    """Raises unless each of ``lists`` (e.g. ``skip=[...]``) is a list of ``model``'s layer names.
+
+    ``caller`` starts the message (``"decompose"``); a bare string is refused, since iterating it
+    would check its characters.
+    """
+    names = {layer.name for layer in model.layers}
+    for arg, values in lists.items():
+        if isinstance(values, str):
+            raise InvalidArgumentError(f"{caller}: {arg} is the string {values!r}; pass a list "
+                                       f"of layer names, e.g. [{values!r}]")
+        unknown = [v for v in values if v not in names]
+        if unknown:
+            raise InvalidArgumentError(f"{caller}: {arg} names {unknown[0]!r}, which is not a "
+                                       f"layer of model {model.name!r}; its layers: "
+                                       f"{', '.join(sorted(names))[:300]}")
