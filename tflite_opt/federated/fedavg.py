@@ -419,6 +419,22 @@ def run_info(config: FedAvgConfig, shards: Sequence[Shard], engine: str) -> dict
     return {"config": settings, "client_sizes": [int(len(y)) for _, y in shards]}
 
 
+def start_run(tflite: Any, shards: Sequence[Shard], x_eval: np.ndarray, y_eval: np.ndarray,
+              config: FedAvgConfig, checkpoint: Any, engine: str) -> tuple:
+    """Checks a run's inputs and loads its checkpoint; both engines start here.
+
+    Returns ``(tflite bytes, trainer, run info, Checkpoint, GlobalState, history)``.
+    """
+    tflite = _read_tflite(tflite)
+    check_shards(shards, x_eval, y_eval)
+    trainer = load_trainer(tflite)
+    check_trainer(trainer, config, shards)
+    info = run_info(config, shards, engine)
+    store = Checkpoint(checkpoint)
+    state, history = store.load(initial_state(trainer, tflite), info)
+    return tflite, trainer, info, store, state, history
+
+
 def run_fedavg(tflite: bytes | str | os.PathLike, shards: Sequence[Shard], x_eval: np.ndarray,
                y_eval: np.ndarray, config: FedAvgConfig = FedAvgConfig(), *,
                checkpoint: str | os.PathLike | None = None, progress: bool = True,
@@ -446,13 +462,8 @@ def run_fedavg(tflite: bytes | str | os.PathLike, shards: Sequence[Shard], x_eva
     """
     from tqdm.auto import tqdm
 
-    tflite = _read_tflite(tflite)
-    check_shards(shards, x_eval, y_eval)
-    trainer = load_trainer(tflite)
-    check_trainer(trainer, config, shards)
-    info = run_info(config, shards, "local")
-    store = Checkpoint(checkpoint)
-    state, history = store.load(initial_state(trainer, tflite), info)
+    tflite, trainer, info, store, state, history = start_run(tflite, shards, x_eval, y_eval,
+                                                             config, checkpoint, "local")
     resumed_from = state.round
     if not history:
         start = time.perf_counter()

@@ -46,10 +46,8 @@ import numpy as np
 from tflite_opt.errors import InvalidArgumentError, TfliteOptError, UpdateRejectedError
 from tflite_opt.federated.exchange import ClientUpdate, GlobalState
 from tflite_opt.federated.fedavg import (Checkpoint, FedAvgConfig, FederatedResult, RoundRecord,
-                                         Shard, _read_tflite, check_shards,
-                                         check_trainer,
-                                         drops_out, evaluate_global, initial_state, load_trainer,
-                                         round_record, run_info, sample_clients, screen,
+                                         Shard, drops_out, evaluate_global, load_trainer,
+                                         round_record, sample_clients, screen, start_run,
                                          train_client)
 from tflite_opt.files import atomic_write_bytes
 
@@ -388,13 +386,8 @@ def run_flower(tflite: bytes | str | os.PathLike, shards: Sequence[Shard], x_eva
     if not (isinstance(max_parallel_clients, int) and max_parallel_clients >= 1):
         raise InvalidArgumentError(f"max_parallel_clients must be an integer >= 1, got "
                                    f"{max_parallel_clients!r}")
-    tflite = _read_tflite(tflite)
-    check_shards(shards, x_eval, y_eval)
-    evaluator = load_trainer(tflite)
-    check_trainer(evaluator, config, shards)
-    info = run_info(config, shards, "flower")
-    store = Checkpoint(checkpoint)
-    state, history = store.load(initial_state(evaluator, tflite), info)
+    tflite, evaluator, info, store, state, history = start_run(tflite, shards, x_eval, y_eval,
+                                                               config, checkpoint, "flower")
     resumed_from = state.round
     with contextlib.ExitStack() as stack:
         if work_dir is None:
