@@ -280,6 +280,19 @@ def test_plan_self_distillation_student_batch_norm_computes_as_the_frozen_teache
     assert result.model.get_layer("bn").trainable
 
 
+def test_plan_refuses_a_model_that_distill_froze(digits16):
+    # distill() sets its teacher non-trainable; a plan on that model trained nothing, silently.
+    from tflite_opt._keras import keras as tf_keras
+    from tflite_opt.train.plan import OptimizationPlan
+
+    model = _mlp(tf_keras, 16, "float")
+    distill(model, _mlp(tf_keras, 8, "student"))
+    recipe = Recipe(stages=(PruneStage(epochs=1, target_sparsity=0.5, schedule="constant"),),
+                    policy=Recipe.default().policy)
+    with pytest.raises(InvalidArgumentError, match="'float' has no trainable weights"):
+        OptimizationPlan(recipe).run(model, _plan_data(digits16), verbose=0)
+
+
 def test_recipe_file_distill_student_parses():
     from tests.conftest import REPO_ROOT
 

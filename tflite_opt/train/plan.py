@@ -382,6 +382,11 @@ class OptimizationPlan:
     def _run(self, model, train_data, validation_data, loss, metrics, optimizer, batch_size,
              callbacks, strategy, checkpoint_dir, verbose, run_eagerly) -> PlanResult:
         check_graph_model(model, "OptimizationPlan.run")
+        if not model.trainable_weights:
+            raise InvalidArgumentError(
+                f"model {model.name!r} has no trainable weights, so no stage would train it "
+                "(tflite_opt.distill sets its teacher non-trainable, as Keras's Distiller "
+                "does); set model.trainable = True first, or give distill a copy")
         _check_data("train_data", train_data)
         _check_data("validation_data", validation_data)
         if not isinstance(batch_size, int) or batch_size < 1:
