@@ -102,7 +102,10 @@ def _efficient(data, calibration, epochs: int) -> list[list]:
     for name, flavor, build in builds:
         keras_of_flavor(flavor).utils.set_random_seed(0)
         model = build(data.input_shape, flavor=flavor)
-        train_from_scratch(model, data, epochs=epochs, seed=0)
+        # The digits CNN's Flatten + 262k-weight Dense head stalled at 48% at the builders'
+        # 2e-3 under augmentation; 1e-3 trains it (both fixed before this run).
+        train_from_scratch(model, data, epochs=epochs, seed=0,
+                           learning_rate=1e-3 if build is digits_cnn else 2e-3)
         tflite = _int8(model, calibration)
         _, correct = tflite_correct(tflite, data.x_test, data.y_test)
         train_accuracy = model.evaluate(data.x_train, data.y_train, verbose=0)[1]
@@ -282,7 +285,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                   "tflite_opt.models.training.train_from_scratch (Adam 2e-3, cosine decay, each "
                   "training image randomly rotated, zoomed, shifted and noised every epoch: "
                   "tflite_opt.data.augment.Augmentation(), the ranges of the eval set), seed 0; "
-                  "the digits CNN trained the same way is the reference. Train-set accuracy is "
+                  "the digits CNN trained the same way (at lr 1e-3: at 2e-3 it stalled at 48%) "
+                  "is the reference. Train-set accuracy is "
                   "on the unaugmented training images. Same eval set and calibration as above. "
                   "Trained on the images alone (no augmentation), the builders at half width "
                   "scored 40-61% here with 99%+ on the training set.")},
