@@ -33,7 +33,7 @@ EXPECTED = {
     "FedAvgConfig", "FederatedJobConfig", "FederatedJobResult", "FederatedResult", "Partition",
     "UpdateRejectedError", "dirichlet_partition", "run_fedavg", "run_federated_job", "run_flower",
     "Budgets", "Candidate", "LatencyTable", "SearchConfig", "SearchResult", "SearchSpace",
-    "run_search",
+    "run_search", "Augmentation", "augmented_dataset", "freeze_batch_norm", "train_from_scratch",
 }
 
 

@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Dataset", "load_digits"), "tflite_opt.data.digits"),
     "load_digits_eval": "tflite_opt.data.digits_eval",
     "load_digits_rgb": "tflite_opt.data.digits_rgb",
+    **dict.fromkeys(("Augmentation", "augmented_dataset"), "tflite_opt.data.augment"),
     **dict.fromkeys(("ImagePreprocessing", "InputSpec", "load_calibration_data",
                      "load_evaluation_data"), "tflite_opt.data.calibration"),
     # models
@@ -35,13 +36,14 @@ _EXPORTS: dict[str, str] = {
                      "shufflenet_v2_like"), "tflite_opt.models.efficient"),
     "load_model": "tflite_opt.models.loading",
     "keras_flavor": "tflite_opt._keras",
-    "train_digits_cnn": "tflite_opt.models.training",
+    **dict.fromkeys(("train_digits_cnn", "train_from_scratch"), "tflite_opt.models.training"),
     # train
     **dict.fromkeys(("prune", "strip", "cluster", "quantize_aware", "training_callbacks",
                      "PruningStep", "SparsityLogger", "StageSummary", "Recipe", "PruneStage",
                      "ClusterStage", "QATStage", "LayerPolicy", "OptimizationPlan", "PlanResult",
                      "StageRecord", "weight_stats", "optimize_scope"), "tflite_opt.train"),
     **dict.fromkeys(("distill", "Distiller", "DistillStage", "SelfDistill"), "tflite_opt.train"),
+    "freeze_batch_norm": "tflite_opt.train.distill",
     **dict.fromkeys(("decompose", "DecompositionResult", "LayerDecomposition"),
                     "tflite_opt.train.decompose"),
     "DecomposeStage": "tflite_opt.train.recipe",
