@@ -81,11 +81,9 @@ def train_from_scratch(model: Any, data: Dataset, epochs: int = FROM_SCRATCH_EPO
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidArgumentError(f"epochs is {epochs!r}; accepted: an integer >= 1")
     K = keras_of_flavor(keras_flavor(model))
-    if augmentation is None:
-        train = augmented_dataset(data.x_train, data.y_train, batch_size,
-                                  Augmentation(0.0, 0.0, 0.0, 0.0), seed=seed)
-    else:
-        train = augmented_dataset(data.x_train, data.y_train, batch_size, augmentation, seed=seed)
+    no_change = Augmentation(0.0, 0.0, 0.0, 0.0)  # None: the images as they are
+    train = augmented_dataset(data.x_train, data.y_train, batch_size, augmentation or no_change,
+                              seed=seed)
     steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     schedule = K.optimizers.schedules.CosineDecay(learning_rate, steps)
     # Keywords: Keras 3's third positional argument of compile is loss_weights, not metrics.

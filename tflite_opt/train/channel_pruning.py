@@ -43,9 +43,10 @@ import numpy as np
 
 from tflite_opt._keras import keras, keras3, keras_flavor
 from tflite_opt.errors import InvalidArgumentError
+from tflite_opt.train.recipe import CHANNEL_CRITERIA
 from tflite_opt.train.selection import check_layer_name_lists
 
-CRITERIA = ("l1", "l2")
+CRITERIA = CHANNEL_CRITERIA  # the recipe validates the same names
 # Elementwise layers: their inputs must have the same channels, so their producers are tied.
 _ELEMENTWISE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 # Layers that act on each channel alone: a channel removed at the input is removed at the output.

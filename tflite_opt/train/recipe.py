@@ -30,7 +30,7 @@ SCHEDULES = ("polynomial", "constant")
 # What a prune stage optimizes: "size" zeroes weights (smaller gzip, same speed on XNNPACK);
 # "latency" removes whole output channels (tflite_opt.train.channel_pruning): thinner ops.
 PRUNE_OBJECTIVES = ("size", "latency")
-CHANNEL_CRITERIA = ("l1", "l2")  # tflite_opt.train.channel_pruning.CRITERIA
+CHANNEL_CRITERIA = ("l1", "l2")  # filter norms that rank channels (train/channel_pruning.py)
 CENTROID_INITS = ("kmeans++", "linear", "density", "random")
 QAT_SCHEMES = ("auto", "default", "cqat", "pqat", "pcqat")
 # Sane bounds, so a typo cannot ask TensorFlow for a 52 GB tensor or train for a year:
