@@ -210,7 +210,10 @@ class OnDeviceTrainer:
         Probabilities if the exported model ended in softmax, else logits: ``output_kind``
         says which (the signature's output tensor is named after it).
         """
-        x = self._check_x(x)
+        return self._infer(self._check_x(x))
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """``infer`` on inputs already checked."""
         runner = self._runners["infer"]
         return np.concatenate([runner(x=x[i:i + INFER_BATCH])[self.output_kind]
                                for i in range(0, len(x), INFER_BATCH)])
@@ -223,7 +226,7 @@ class OnDeviceTrainer:
         """
         x = self._check_x(x)
         y = self._check_y(y, len(x))
-        output = self.infer(x).astype(np.float64)
+        output = self._infer(x).astype(np.float64)
         if self.output_kind == "probabilities":
             log_probs = np.log(np.clip(output, 1e-12, 1.0))
         else:  # logits: a stable log-softmax
