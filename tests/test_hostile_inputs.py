@@ -337,6 +337,63 @@ def test_read_tflite_tensor_limit_is_the_declared_bytes(tflite_bytes):
         read_tflite(tflite_bytes, max_tensor_bytes=max(sizes) - 1)
 
 
+def _many_live_tensors(count: int, rows: int):
+    """``count`` RESHAPEs of the conv output, each to a new int8 [rows, 2**20] graph output.
+
+    Every tensor is ``rows`` MiB, under a per-tensor limit, but all are graph outputs and so
+    alive together in the arena: together ``count * rows`` MiB.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    def change(subgraph):
+        reshape = subgraph.operators[1]
+        for _ in range(count):
+            tensor = schema.TensorT()
+            tensor.shape, tensor.type, tensor.buffer = np.array([rows, 2**20], np.int32), 9, 0
+            tensor.name = f"hostile_{len(subgraph.tensors)}".encode()
+            subgraph.tensors.append(tensor)
+            op = schema.OperatorT()
+            op.opcodeIndex, op.inputs = reshape.opcodeIndex, list(reshape.inputs)
+            op.outputs = [len(subgraph.tensors) - 1]
+            subgraph.operators.append(op)
+            subgraph.outputs = list(subgraph.outputs) + [len(subgraph.tensors) - 1]
+    return change
+
+
+def test_read_tflite_arena_limit_is_the_live_bytes(tflite_bytes):
+    """The 4 non-constant tensors (input 16 B, conv out 12 B, reshape 12 B, output 2 B) are
+    alive together at the RESHAPE, each in a 64-byte aligned slot: 256 bytes of arena."""
+    from tflite_opt.runtime import read_tflite
+    from tflite_opt.runtime.allocation_guard import arena_estimate
+
+    assert arena_estimate(tflite_bytes).per_subgraph == (4 * 64,)
+    read_tflite(tflite_bytes, max_arena_bytes=256)
+    with pytest.raises(InvalidTFLiteError, match=r"256 B of arena .* more than the 255 B"):
+        read_tflite(tflite_bytes, max_arena_bytes=255)
+
+
+def test_read_tflite_many_tensors_alive_together_refused(tflite_bytes, monkeypatch):
+    """Each tensor is 1/8 of the limit, so the per-tensor check passes; 16 of them are 2x."""
+    from tflite_opt.limits import usable_memory_bytes
+    from tflite_opt.runtime import inspect_model, read_tflite
+    from tflite_opt.runtime.allocation_guard import LIMIT_ENV_VAR
+
+    rows = usable_memory_bytes() // 8 // 2**20 + 1
+    hostile = _edit(tflite_bytes, _many_live_tensors(16, rows))
+    message = (r"20 non-constant tensors alive at once need .* tensor \d+ 'hostile_\d+' of "
+               rf"subgraph 0 \[{rows}, 1048576\] int8 .*and 15 more.*{LIMIT_ENV_VAR}=N")
+    for call in (lambda: read_tflite(hostile), lambda: inspect_model(hostile)):
+        with pytest.raises(InvalidTFLiteError, match=message):
+            call()
+    # The override: an explicit limit, or the variable for scripts (a machine with swap).
+    assert read_tflite(hostile, max_arena_bytes=16 * rows * 2**20 + 256) == hostile
+    monkeypatch.setenv(LIMIT_ENV_VAR, str(16 * rows * 2**20 + 256))
+    assert read_tflite(hostile) == hostile
+    monkeypatch.setenv(LIMIT_ENV_VAR, "lots")
+    with pytest.raises(ValueError, match=f"{LIMIT_ENV_VAR}='lots' must be a positive number"):
+        read_tflite(hostile)
+
+
 # ------------------------------------------------------------------ .npy / .npz files
 
 
@@ -426,6 +483,8 @@ def script_runs(hostile, tflite_bytes, tmp_path_factory):
     six = root / "six.tflite"  # int8 [1, 98304, 32768, 2]: 6 GiB
     six.write_bytes(_edit(tflite_bytes, lambda sg: setattr(
         sg.tensors[sg.inputs[0]], "shape", np.array([1, 3 * 2**15, 2**15, 2], np.int32))))
+    many = root / "many.tflite"  # 256 int8 [64, 2**20] graph outputs, 64 MiB each: 16 GiB
+    many.write_bytes(_edit(tflite_bytes, _many_live_tensors(256, 64)))
     bad_qd = root / "bad_qd.tflite"
     bad_qd.write_bytes(_edit(tflite_bytes, _bad_quantized_dimension))
     bad_zp = root / "bad_zp.tflite"
@@ -448,6 +507,8 @@ def script_runs(hostile, tflite_bytes, tmp_path_factory):
                               f"--output={out}/b1.json"), out / "b1.json", None, True),
         "benchmark_6gib": (("benchmark.py", f"--model={six}", "--isolate=false",
                             f"--output={out}/b2.json"), out / "b2.json", None, True),
+        "benchmark_many_tensors": (("benchmark.py", f"--model={many}", "--isolate=false",
+                                    f"--output={out}/b3.json"), out / "b3.json", None, True),
         "inspect_bad_quantized_dimension": (("inspect.py", f"--model={bad_qd}",
                                              f"--output={out}/i1.json"), out / "i1.json", None,
                                             False),
@@ -463,7 +524,7 @@ def script_runs(hostile, tflite_bytes, tmp_path_factory):
 
 @pytest.mark.parametrize("case", [
     "convert_h5", "optimize_saved_model", "optimize_keras", "optimize_recipe_bomb",
-    "optimize_npz_bomb", "benchmark_256gib", "benchmark_6gib",
+    "optimize_npz_bomb", "benchmark_256gib", "benchmark_6gib", "benchmark_many_tensors",
     "inspect_bad_quantized_dimension", "inspect_zero_points"])
 def test_script_hostile_input_exit_2_one_error_line_nothing_written(script_runs, case):
     proc, output, marker = script_runs[case]
@@ -475,3 +536,5 @@ def test_script_hostile_input_exit_2_one_error_line_nothing_written(script_runs,
     assert not output.exists()
     if marker is not None:
         assert not _wait_for(marker, 1.0)
+    if case == "benchmark_many_tensors":  # refused by the arena check, not the per-tensor one
+        assert "non-constant tensors alive at once need 16.0 GiB" in errors[0], errors[0]
