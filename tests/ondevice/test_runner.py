@@ -19,8 +19,9 @@ def _batches(digits8, case):
     return [(x[i:i + BATCH], labels[i:i + BATCH]) for i in range(0, len(x), BATCH)]
 
 
-def _keras_twin(item):
-    """The exported model in Keras, from the same initial weights, base frozen, same optimizer."""
+def _keras_twin(item, optimizer=None):
+    """The exported model in Keras, from the same initial weights, base frozen, same optimizer
+    (or ``optimizer``, an ``OptimizerSpec``)."""
     from tflite_opt._keras import keras_of_flavor
     from tests.ondevice.conftest import build_model
 
@@ -32,7 +33,7 @@ def _keras_twin(item):
         layer.trainable = layer.name in item.result.trainable_layers
     loss_class = {"sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
                   "categorical_crossentropy": keras.losses.CategoricalCrossentropy}[case.loss]
-    model.compile(optimizer=item.result.optimizer.keras_optimizer(keras),
+    model.compile(optimizer=(optimizer or item.result.optimizer).keras_optimizer(keras),
                   loss=loss_class(from_logits=item.result.output == "logits"))
     return model
 

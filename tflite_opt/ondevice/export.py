@@ -1,11 +1,14 @@
 """Exporting a Keras model as a ``.tflite`` that trains on the device, with builtin ops only.
 
 The file has the ``train``, ``infer``, ``save`` and ``restore`` signatures of TFLite's
-on-device training recipe, but none of its Flex ops: the loss, its gradient and the SGD/Adam
+on-device training recipe (and ``set_learning_rate``, for schedules), but none of its Flex ops: the loss, its gradient and the SGD/Adam
 update are written with builtin ops (``ondevice/graph.py``), and ``save``/``restore`` return
 and take the weights instead of calling ``tf.raw_ops.Save``/``Restore``. So LiteRT's pip
 interpreter, and a phone's interpreter without the Flex delegate, run it; ``OnDeviceTrainer``
 (``ondevice/runner.py``) drives it from Python and keeps checkpoints in ``.npz`` files.
+Optimizer state that starts at zero (Adam's moments, SGD momentum) is created by ``FILL`` ops
+when the file loads instead of stored (``ondevice/zero_fill.py``): an Adam head is stored once,
+not twice.
 
 Only the head trains (``trainable=``): by default the last layer with weights, on a base
 frozen into the file as constants. The head may hold Dense layers and the weightless layers in
@@ -15,7 +18,7 @@ Example:
     >>> result = export_trainable(model, "outputs/digits_train.tflite", trainable="head",
     ...                           optimizer="adam")
     >>> result.flex_ops, result.signatures
-    (0, ('infer', 'restore', 'save', 'train'))
+    (0, ('infer', 'restore', 'save', 'set_learning_rate', 'train'))
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tflite_opt.files import atomic_write_bytes, check_output_file
 from tflite_opt.ondevice.graph import LOSSES, SIGNATURES, TrainingModule
 from tflite_opt.ondevice.head import split_model
 from tflite_opt.ondevice.optimizers import OptimizerSpec, make_optimizer
+from tflite_opt.ondevice.zero_fill import fill_zero_initializers
 from tflite_opt.runtime.model_file import operator_codes, read_tflite
 
 
@@ -43,7 +47,8 @@ class OnDeviceExport:
     Attributes:
         path: The ``.tflite`` file.
         size_bytes: Its size.
-        signatures: Its signature names (``infer``, ``restore``, ``save``, ``train``).
+        signatures: Its signature names (``infer``, ``restore``, ``save``,
+            ``set_learning_rate``, ``train``).
         weight_names: The trainable weights' tensor names in ``save``/``restore``, in order.
         weight_shapes: Their shapes.
         slot_names: The optimizer state's tensor names (Adam: m and v per weight, then step).
@@ -59,6 +64,8 @@ class OnDeviceExport:
         custom_ops: Other custom ops in the file: 0.
         op_names: Every op in the file.
         keras_flavor: ``"keras3"`` or ``"tf_keras"``.
+        zero_bytes_dropped: Bytes of stored zero initial values replaced by ``FILL`` ops
+            (``size_bytes`` plus this, give or take the FILL ops, is what the converter wrote).
     """
 
     path: Path
@@ -79,6 +86,7 @@ class OnDeviceExport:
     custom_ops: int
     op_names: tuple[str, ...]
     keras_flavor: str
+    zero_bytes_dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -110,7 +118,8 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
                      loss: str = "sparse_categorical_crossentropy",
                      batch_size: int | None = None, overwrite: bool = False,
                      **optimizer_options: float) -> OnDeviceExport:
-    """Writes a ``.tflite`` with ``train``/``infer``/``save``/``restore`` signatures on builtin ops.
+    """Writes a ``.tflite`` with ``train``/``infer``/``save``/``restore``/``set_learning_rate``
+    signatures on builtin ops.
 
     Args:
         model: A Keras model (tf_keras or Keras 3) with one input of fixed sample shape and
@@ -120,7 +129,9 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
             layer with weights: an all-Dense model) or a list of layer names. Layers before the
             first trainable one are frozen into the file. Defaults to ``"head"``.
         optimizer: ``"sgd"`` or ``"adam"``, with Keras's formulas. Defaults to ``"sgd"``.
-        learning_rate: Step size; None takes Keras's default (SGD 0.01, Adam 0.001).
+        learning_rate: Initial step size; None takes Keras's default (SGD 0.01, Adam 0.001).
+            The file's ``set_learning_rate`` signature changes it at run time (schedules,
+            per-client rates).
         loss: ``"sparse_categorical_crossentropy"`` (integer labels) or
             ``"categorical_crossentropy"`` (one-hot labels). A model that ends in softmax is
             trained on the softmax's input (from logits), one that does not on its outputs
@@ -148,7 +159,7 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
     input_shape, num_classes = _check_arguments(model, loss, batch_size)
     base, head = split_model(model, trainable)
     module = TrainingModule(base, head, spec, loss, input_shape, num_classes, batch_size)
-    data = _convert(module)
+    data, zero_bytes_dropped = fill_zero_initializers(_convert(module))
     codes = operator_codes(read_tflite(data))
     flex = sorted({c.name for c in codes if c.name.startswith("Flex")})
     custom = sorted({c.name for c in codes
@@ -168,7 +179,7 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
         optimizer=spec, loss=loss, batch_size=batch_size, input_shape=input_shape,
         num_classes=num_classes, output=module.output_kind, flex_ops=len(flex),
         custom_ops=len(custom), op_names=tuple(sorted({c.name for c in codes})),
-        keras_flavor=flavor)
+        keras_flavor=flavor, zero_bytes_dropped=zero_bytes_dropped)
 
 
 def _convert(module: TrainingModule) -> bytes:

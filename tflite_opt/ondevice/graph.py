@@ -2,13 +2,23 @@
 
 ``TrainingModule`` holds the head's trainable weights and the optimizer's state in resource
 variables (TFLite's ``VAR_HANDLE``/``READ_VARIABLE``/``ASSIGN_VARIABLE`` builtins) and exposes
-the four signatures of TFLite's on-device training recipe:
+the four signatures of TFLite's on-device training recipe, and one for the learning rate:
 
 - ``train(x, y) -> {"loss"}``: one optimizer step on a batch; the loss before the step.
 - ``infer(x) -> {"probabilities"}`` if the model ends in softmax, else ``{"logits"}``.
 - ``save() -> {name: weight or optimizer state}``: the weights (``w000_...``) and optimizer
   state (``s000_...``) as outputs, in place of the recipe's ``tf.raw_ops.Save`` (a Flex op).
 - ``restore(**same names) -> {"restored"}``: assigns them (the recipe's ``Restore`` is Flex too).
+- ``set_learning_rate(learning_rate) -> {"learning_rate"}``: sets the rate every later
+  ``train`` call uses (initially the exported one); returns the rate in effect.
+
+The learning rate is a variable set through its own signature rather than a third input of
+``train``: a signature's inputs are all required (LiteRT's Python runner refuses a missing one,
+and Android's ``runSignature`` would read whatever the tensor held), so an input could not
+default to the exported rate and every existing ``train(x, y)`` caller would break; a variable
+keeps them working, and an app calls ``set_learning_rate`` only when its schedule changes the
+rate (once per epoch, or before each step for warm-up). Like the weights, it lives in the
+interpreter: an app that recreates the interpreter sets it again.
 
 The backward pass is written by hand: ``tf.GradientTape`` on a Dense/ReLU head lowers to
 ``ReluGrad`` and ``BroadcastGradientArgs``, which TFLite has only as Flex ops (checked with
@@ -33,7 +43,8 @@ from tflite_opt.ondevice.head import HeadLayer
 from tflite_opt.ondevice.optimizers import OptimizerSpec, apply_update
 
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
-SIGNATURES = ("train", "infer", "save", "restore")
+SIGNATURES = ("train", "infer", "save", "restore", "set_learning_rate")
+LEARNING_RATE = "learning_rate"  # set_learning_rate's input and output tensor name
 WEIGHT_PREFIX = "w"
 SLOT_PREFIX = "s"
 
@@ -138,6 +149,8 @@ class TrainingModule(tf.Module):
                     self.slot_names.append(slot_name)
                 self.slot_variables.append(slots)
             self.layer_params.append(params)
+        self.learning_rate = tf.Variable(optimizer.learning_rate, name=LEARNING_RATE,
+                                         dtype=tf.float32)
         self.step = None
         if optimizer.has_step:
             self.step_name = f"{SLOT_PREFIX}{len(self.slot_names):03d}_step"
@@ -222,19 +235,30 @@ class TrainingModule(tf.Module):
             list(zip(self.slot_names, slots))
 
     def signatures(self) -> dict[str, Any]:
-        """The four concrete functions, by signature name."""
+        """The concrete functions of ``SIGNATURES``, by signature name."""
 
         @tf.function(input_signature=[self._x_spec(self.batch_size), self._y_spec()])
         def train(x, y):
             loss, gradients = self._loss_and_gradients(x, y)
+            learning_rate = self.learning_rate.read_value()
             step = None
             if self.step is not None:
                 self.step.assign_add(1.0)
                 step = self.step.read_value()
             for variable, gradient, slots in zip(self.trainable_variables_, gradients,
                                                  self.slot_variables):
-                apply_update(tf, self.optimizer, variable, gradient, slots, step)
+                apply_update(tf, self.optimizer, variable, gradient, slots, step, learning_rate)
             return {"loss": loss}
+
+        @tf.function(input_signature=[tf.TensorSpec((), tf.float32, name=LEARNING_RATE)])
+        def set_learning_rate(learning_rate):
+            # A signature cannot raise an error, so a rate that is not a finite number > 0
+            # (NaN fails both comparisons) is ignored rather than let it wreck the weights;
+            # the output says which rate is in effect (so 0 reads it without changing it).
+            valid = tf.logical_and(learning_rate > 0.0, learning_rate < float("inf"))
+            self.learning_rate.assign(tf.where(valid, learning_rate,
+                                               self.learning_rate.read_value()))
+            return {LEARNING_RATE: self.learning_rate.read_value()}
 
         @tf.function(input_signature=[self._x_spec(None)])
         def infer(x):
@@ -254,4 +278,5 @@ class TrainingModule(tf.Module):
             return {"restored": tf.constant(len(values), tf.int32)}
 
         return {"train": train.get_concrete_function(), "infer": infer.get_concrete_function(),
-                "save": save.get_concrete_function(), "restore": restore.get_concrete_function()}
+                "save": save.get_concrete_function(), "restore": restore.get_concrete_function(),
+                "set_learning_rate": set_learning_rate.get_concrete_function()}

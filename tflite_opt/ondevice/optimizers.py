@@ -34,7 +34,8 @@ class OptimizerSpec:
 
     Attributes:
         name: ``"sgd"`` or ``"adam"``.
-        learning_rate: Step size (> 0).
+        learning_rate: Initial step size (> 0); the file's ``set_learning_rate`` signature
+            changes it at run time.
         momentum: SGD momentum in [0, 1) (Keras's ``SGD(momentum=)``); 0 keeps no state.
         beta_1, beta_2, epsilon: Adam's (Keras's defaults 0.9, 0.999, 1e-7).
     """
@@ -107,13 +108,15 @@ def make_optimizer(name: str, learning_rate: float | None = None, **hyperparamet
 
 
 def apply_update(tf: Any, spec: OptimizerSpec, variable: Any, gradient: Any, slots: list[Any],
-                 step: Any | None) -> None:
+                 step: Any | None, learning_rate: Any) -> None:
     """Applies one update to ``variable``, reading and writing its ``slots``.
 
     ``step`` is the step counter *after* this step (Adam: 1 on the first step), a float32
-    tensor; the caller increments the variable once per ``train`` call.
+    tensor; the caller increments the variable once per ``train`` call. ``learning_rate`` is
+    a float32 scalar tensor: the file's learning-rate variable, which an app may change
+    between steps (``spec.learning_rate`` is only its initial value).
     """
-    lr = tf.constant(spec.learning_rate, tf.float32)
+    lr = learning_rate
     if spec.name == "sgd":
         if not spec.momentum:
             variable.assign_sub(lr * gradient)

@@ -2,7 +2,8 @@
 
 ``OnDeviceTrainer`` drives a file from ``export_trainable`` with the LiteRT interpreter (the
 same one an Android app links), with no TensorFlow: ``train_step``/``fit`` call the ``train``
-signature, ``infer``/``evaluate`` the ``infer`` one, ``get_weights``/``set_weights`` go through
+signature (and ``set_learning_rate`` for a rate or schedule), ``infer``/``evaluate`` the
+``infer`` one, ``get_weights``/``set_weights`` go through
 ``save``/``restore``, and ``save``/``restore`` keep a checkpoint in an ``.npz`` file (written
 atomically, read with ``allow_pickle=False`` after its headers are checked).
 
@@ -15,6 +16,8 @@ keeps the current state, and ``reset_optimizer()`` resets it alone.
 Example:
     >>> trainer = OnDeviceTrainer("outputs/digits_train.tflite")
     >>> losses = trainer.fit(x_train, y_train, epochs=5, batch_size=32, seed=0)
+    >>> warm_up = lambda step: 1e-3 * min(1.0, (step + 1) / 100)  # a schedule: rate per step
+    >>> losses = trainer.fit(x_train, y_train, epochs=5, learning_rate=warm_up)
     >>> trainer.evaluate(x_test, y_test)
     {'loss': 0.21, 'accuracy': 0.94}
     >>> trainer.save("outputs/checkpoint.npz")
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,6 +38,8 @@ from tflite_opt.runtime.interpreter import InterpreterOptions, make_interpreter
 from tflite_opt.runtime.model_file import ModelSource, _describe, read_tflite
 
 REQUIRED_SIGNATURES = ("train", "infer", "save", "restore")
+LEARNING_RATE_SIGNATURE = "set_learning_rate"  # files exported before it lack it
+LEARNING_RATE = "learning_rate"
 WEIGHT_PREFIX = "w"  # as ondevice/graph.py names the save/restore tensors
 SLOT_PREFIX = "s"
 INFER_BATCH = 256  # rows per infer call in evaluate/infer: bounds the interpreter's memory
@@ -77,6 +82,9 @@ class OnDeviceTrainer:
                                      f"{missing} (it has {sorted(signatures)}); export it with "
                                      "tflite_opt.ondevice.export_trainable")
         self._runners = {s: interpreter.get_signature_runner(s) for s in REQUIRED_SIGNATURES}
+        if LEARNING_RATE_SIGNATURE in signatures:
+            self._runners[LEARNING_RATE_SIGNATURE] = interpreter.get_signature_runner(
+                LEARNING_RATE_SIGNATURE)
         saved = self._runners["save"].get_output_details()
         specs = [(name, tuple(int(d) for d in saved[name]["shape"]), np.dtype(saved[name]["dtype"]))
                  for name in sorted(saved)]
@@ -125,26 +133,73 @@ class OnDeviceTrainer:
                             f"({count}, {self.num_classes})")
         return y.astype(np.float32)
 
+    # -- learning rate ----------------------------------------------------------------------
+
+    def _rate_runner(self) -> Any:
+        runner = self._runners.get(LEARNING_RATE_SIGNATURE)
+        if runner is None:
+            raise InvalidTFLiteError(f"model {self.name} has no {LEARNING_RATE_SIGNATURE} "
+                                     "signature (it was exported before learning rates could "
+                                     "change at run time); export it again with "
+                                     "tflite_opt.ondevice.export_trainable")
+        return runner
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the next ``train`` step uses (the exported one until it is set).
+
+        Raises:
+            InvalidTFLiteError: The file has no ``set_learning_rate`` signature.
+        """
+        # The signature ignores a rate <= 0 and returns the one in effect: 0 reads it.
+        return float(self._rate_runner()(**{LEARNING_RATE: np.float32(0.0)})[LEARNING_RATE])
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Sets the rate of every later ``train`` step, through the ``set_learning_rate`` signature.
+
+        Raises:
+            InvalidArgumentError: The rate is not a finite number > 0 in float32.
+            InvalidTFLiteError: The file has no ``set_learning_rate`` signature.
+        """
+        runner = self._rate_runner()
+        try:
+            rate = np.float32(learning_rate)
+        except (TypeError, ValueError):
+            rate = np.float32(np.nan)
+        if isinstance(learning_rate, bool) or not (np.isfinite(rate) and rate > 0):
+            raise InvalidArgumentError(f"learning_rate={learning_rate!r} must be a finite number "
+                                       "> 0 (in float32)")
+        runner(**{LEARNING_RATE: rate})
+
     # -- training ---------------------------------------------------------------------------
 
-    def train_step(self, x: Any, y: Any) -> float:
+    def train_step(self, x: Any, y: Any, *, learning_rate: float | None = None) -> float:
         """One optimizer step on a batch through the ``train`` signature; returns its loss.
 
         The loss is the batch's mean loss *before* the step (as Keras reports it).
 
+        Args:
+            x, y: The batch.
+            learning_rate: Set this rate first (it stays for later steps); None keeps the
+                current one. Defaults to None.
+
         Raises:
             DataError: Wrong shapes or dtypes, non-finite inputs, labels out of range, or a
                 batch other than the file's fixed ``batch_size``.
+            InvalidArgumentError: A learning rate that is not a finite number > 0.
         """
         x = self._check_x(x)
         y = self._check_y(y, len(x))
         if self.batch_size is not None and len(x) != self.batch_size:
             raise DataError(f"the batch has {len(x)} samples; model {self.name} was exported "
                             f"with batch_size={self.batch_size}: pass batches of that size")
+        if learning_rate is not None:
+            self.set_learning_rate(learning_rate)
         return float(self._runners["train"](x=x, y=y)["loss"])
 
     def fit(self, x: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,
-            seed: int | None = None, progress: bool = False) -> list[float]:
+            seed: int | None = None, progress: bool = False,
+            learning_rate: float | Callable[[int], float] | None = None) -> list[float]:
         """Trains for ``epochs`` passes over ``(x, y)`` in shuffled batches; returns epoch losses.
 
         Each epoch's loss is the sample-weighted mean of its batch losses. With a fixed
@@ -159,10 +214,20 @@ class OnDeviceTrainer:
                 order of the ``e``-th ``numpy.random.default_rng(seed).permutation(len(x))``.
                 None shuffles differently each call.
             progress: Show a progress bar (tqdm) over the steps. Defaults to False.
+            learning_rate: None keeps the file's current rate; a number sets it for every
+                step; a schedule ``f(step) -> rate`` sets ``f(step)`` before each step, ``step``
+                counting this call's steps from 0 (a Keras ``LearningRateSchedule`` works as
+                ``f``). The last rate set stays in the file. Defaults to None.
+
+        Raises:
+            InvalidArgumentError: Bad ``epochs`` or ``batch_size``, or a schedule that returns
+                a rate that is not a finite number > 0 (the step before it is the last run).
 
         Example:
             >>> trainer.fit(x, y, epochs=3, seed=0)
             [1.92, 0.88, 0.61]
+            >>> cosine = lambda step: 0.01 * 0.5 * (1 + math.cos(math.pi * step / 135))
+            >>> trainer.fit(x, y, epochs=3, seed=0, learning_rate=cosine)  # 45 steps an epoch
         """
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -171,6 +236,11 @@ class OnDeviceTrainer:
             raise InvalidArgumentError(f"batch_size={batch_size} but model {self.name} was "
                                        f"exported with batch_size={self.batch_size}; pass "
                                        f"batch_size={self.batch_size}")
+        schedule = learning_rate if callable(learning_rate) else None
+        if learning_rate is not None and schedule is None:
+            self.set_learning_rate(learning_rate)  # checked before any step
+        elif schedule is not None:
+            self._rate_runner()
         x = self._check_x(x)
         y = self._check_y(y, len(x))
         rng = np.random.default_rng(seed)
@@ -185,12 +255,16 @@ class OnDeviceTrainer:
 
             bar = tqdm(total=epochs * steps, desc="on-device training", unit="step")
         losses = []
+        step = 0
         try:
             for _ in range(epochs):
                 order = rng.permutation(len(x))[:full]
                 total = 0.0
                 for start in range(0, full, batch_size):
                     batch = order[start:start + batch_size]
+                    if schedule is not None:
+                        self.set_learning_rate(_schedule_rate(schedule, step))
+                    step += 1
                     loss = float(self._runners["train"](x=x[batch], y=y[batch])["loss"])
                     total += loss * len(batch)
                     if bar is not None:
@@ -340,3 +414,13 @@ class OnDeviceTrainer:
         slots = self._checked([arrays[n] for n, _, _ in self.slot_specs], self.slot_specs,
                               f"checkpoint {os.fspath(path)!r}")
         self._restore(weights, slots)
+
+
+def _schedule_rate(schedule: Callable[[int], Any], step: int) -> float:
+    """``schedule(step)`` as a float (a Keras schedule returns a 0-d tensor)."""
+    value = schedule(step)
+    try:
+        return float(np.asarray(value))
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"the learning-rate schedule returned {value!r} for step "
+                                   f"{step}; it must return a number") from None
