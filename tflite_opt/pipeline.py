@@ -29,6 +29,7 @@ from tflite_opt.files import (atomic_save_model, check_output_dir, lock_output_d
                               staged_output_dir)
 from tflite_opt.models.loading import load_model
 from tflite_opt.models.training import train_digits_cnn
+from tflite_opt.runtime.cost import model_cost
 from tflite_opt.runtime.interpreter import MAX_NUM_THREADS
 
 
@@ -379,6 +380,8 @@ def _run_locked(config: PipelineConfig) -> PipelineResult:
                 "accuracy": accuracy.accuracy, "agreement": accuracy.agreement,
                 "max_abs_diff": accuracy.max_abs_diff, "mean_abs_diff": accuracy.mean_abs_diff,
                 "conversion_time_s": conversion.conversion_time_s, "latency": latency.to_dict(),
+                # read from the file: what channel pruning removed shows here, zeros do not
+                "cost": model_cost(path).to_dict(),
             })
         float_variant, optimized = variants[0], variants[-1]
         # The headline ratio comes from interleaved runs, so machine noise hits both alike.

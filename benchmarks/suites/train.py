@@ -110,7 +110,10 @@ def _plot(records, path: Path) -> None:
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel("sparsity of optimized layers")
     for i, r in enumerate(records):
-        ax2.annotate(f"{r.max_unique_weights} unique", (i, r.sparsity), textcoords="offset points",
+        # a channel-pruning stage removes weights instead of zeroing them: say how many
+        label = (f"params {r.channel_pruning['params_ratio']:.2f}x" if r.channel_pruning
+                 else f"{r.max_unique_weights} unique")
+        ax2.annotate(label, (i, r.sparsity), textcoords="offset points",
                      xytext=(0, 8), ha="center", fontsize=8)
     ax1.set_title("Optimization plan stages (digits CNN)")
     fig.tight_layout()

@@ -4,11 +4,14 @@ recipe's ``objective: latency`` and a thinner ``.tflite`` (MACs and parameters r
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from tflite_opt._keras import keras, keras3
 from tflite_opt.errors import InvalidArgumentError, RecipeError
+from tflite_opt.report.report import render_stages
 from tflite_opt.train.channel_pruning import channels_to_keep, count_macs, prune_channels
 from tflite_opt.train.recipe import PruneStage, Recipe
 from tests.conftest import REPO_ROOT
@@ -213,6 +216,21 @@ def test_plan_objective_latency_makes_a_thinner_tflite(flavor, tiny_train):
     # MACs), dense1 half its outputs and its inputs (conv3's channels)
     assert after.macs == count_macs(thin) < 0.5 * count_macs(model)
     assert after.parameters < 0.5 * model.count_params()
+    # The stage record says what the stage did (its kernels hold no zeros: sparsity ~0).
+    record = result.stages[0].to_dict()
+    assert record["sparsity"] < 0.01
+    pruning = record["channel_pruning"]
+    assert {l["name"]: (l["channels_before"], l["channels_after"]) for l in pruning["layers"]} == {
+        "conv1": (8, 8), "conv2": (16, 8), "conv3": (32, 16), "dense1": (16, 8),
+        "classifier": (10, 10)}
+    assert (pruning["params_before"], pruning["params_after"]) == (model.count_params(),
+                                                                  thin.count_params())
+    assert (pruning["macs_before"], pruning["macs_after"]) == (count_macs(model), after.macs)
+    assert pruning["macs_ratio"] == pytest.approx(after.macs / count_macs(model))
+    report = "\n".join(render_stages([json.loads(json.dumps(record))]))  # as report.json holds it
+    assert f"parameters {pruning['params_ratio']:.3f}x, MACs {pruning['macs_ratio']:.3f}x" in report
+    assert "| conv2 | conv2d | 16 | 8 | 50% |" in report and "| conv1 | conv2d | 8 | 8 | 100% |" in report
+    assert f"{count_macs(model):,} -> {after.macs:,}" in report
 
 
 def test_model_cost_reads_the_keras_arithmetic_from_the_file():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tflite_opt.files import atomic_write_json, atomic_write_text
 from tflite_opt.report.plots import plot_variants
@@ -11,6 +11,10 @@ from tflite_opt.report.plots import plot_variants
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
 
 
 def _kib(value: int) -> str:
@@ -42,28 +46,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{report['runtime']['num_threads']} thread(s)){_on_cpu(report)}",
         *_latency_advice(report),
         "", "## Variants", "",
-        "| variant | file | size | gzip | accuracy | agreement with float Keras | max abs diff | "
-        "latency median | p90 | min | max |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | file | size | gzip | MACs | parameters | accuracy | "
+        "agreement with float Keras | max abs diff | latency median | p90 | min | max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in report["variants"]:
         lat = v["latency"]
+        cost = v.get("cost") or {}  # reports written before the cost was recorded lack it
         lines.append(
             f"| {v['name']} | `{v['file']}` | {_kib(v['size_bytes'])} | {_kib(v['gzip_bytes'])} | "
+            f"{_count(cost.get('macs'))} | {_count(cost.get('parameters'))} | "
             f"{_pct(v['accuracy'])} | {_pct(v['agreement'])} | {v['max_abs_diff']:.4f} | "
             f"{lat['median_us']:.0f} µs | {lat['p90_us']:.0f} µs | {lat['min_us']:.0f} µs | "
             f"{lat['max_us']:.0f} µs |")
     notes = [f"- {v['name']}: {note}" for v in report["variants"] for note in v["latency"].get("notes", ())]
     if notes:
         lines += ["", "Runtime notes:", *notes]
-    lines += ["", "## Training stages", "",
-              "| stage | epochs | seconds | sparsity | max unique weights | metrics |",
-              "|---|---|---|---|---|---|"]
-    for s in report["stages"]:
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in s.get("metrics", {}).items()
-                            if isinstance(v, (int, float)))
-        lines.append(f"| {s['name']} | {s['epochs']} | {s['seconds']:.1f} | {s['sparsity']:.3f} | "
-                     f"{s['max_unique_weights']} | {metrics} |")
+    lines += ["", *render_stages(report["stages"])]
     if report.get("weight_stats"):
         lines += ["", "## Weights of the optimized model", "",
                   "| layer | weights | sparsity | unique values |", "|---|---|---|---|"]
@@ -76,6 +75,50 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"![{plot}]({plot})"]
     lines += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}."]
     return "\n".join(lines) + "\n"
+
+
+def render_stages(stages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The training-stages table, and per channel-pruning stage its layers and totals.
+
+    A prune stage with ``objective: latency`` removes channels, so its kernel sparsity stays
+    near 0; its row says what it removed instead (``StageRecord.channel_pruning``).
+
+    Example:
+        >>> print("\n".join(render_stages([r.to_dict() for r in plan_result.stages])))
+    """
+    lines = ["## Training stages", "",
+             "| stage | epochs | seconds | sparsity | max unique weights | what it did | metrics |",
+             "|---|---|---|---|---|---|---|"]
+    channel_stages = []
+    for number, s in enumerate(stages, 1):
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in s.get("metrics", {}).items()
+                            if isinstance(v, (int, float)))
+        pruning = s.get("channel_pruning")
+        if pruning:
+            channel_stages.append((number, s["name"], pruning))
+            removed = sum(l["channels_before"] - l["channels_after"] for l in pruning["layers"])
+            did = (f"{removed} channels removed: parameters {pruning['params_ratio']:.3f}x, "
+                   f"MACs {pruning['macs_ratio']:.3f}x (stage {number} below)")
+            sparsity = f"{s['sparsity']:.3f} (channels removed, not zeroed)"
+        else:
+            did, sparsity = "", f"{s['sparsity']:.3f}"
+        lines.append(f"| {s['name']} | {s['epochs']} | {s['seconds']:.1f} | {sparsity} | "
+                     f"{s['max_unique_weights']} | {did} | {metrics} |")
+    for number, name, pruning in channel_stages:
+        lines += ["", f"### Stage {number} ({name}, objective latency): channels kept", "",
+                  f"- parameters: {pruning['params_before']:,} -> {pruning['params_after']:,} "
+                  f"({pruning['params_ratio']:.3f}x)",
+                  f"- MACs per inference: {pruning['macs_before']:,} -> "
+                  f"{pruning['macs_after']:,} ({pruning['macs_ratio']:.3f}x)", "",
+                  "| layer | kind | channels before | channels after | kept | note |",
+                  "|---|---|---|---|---|---|"]
+        for l in pruning["layers"]:
+            note = l.get("reason") or (f"tied with {', '.join(l['tied_with'])}"
+                                       if l.get("tied_with") else "")
+            kept = l["channels_after"] / max(1, l["channels_before"])
+            lines.append(f"| {l['name']} | {l['kind']} | {l['channels_before']} | "
+                         f"{l['channels_after']} | {100 * kept:.0f}% | {note} |")
+    return lines
 
 
 def _on_cpu(report: Mapping[str, Any]) -> str:

@@ -581,12 +581,14 @@ def _check_arguments(model: Any, ratio: Any, ratios: dict[str, Any], criterion: 
     check_layer_name_lists("prune_channels", model, skip=skip, only=only or (), ratios=list(ratios))
 
 
-def prune_channels_stage(model: Any, stage: Any, policy: Any, verbose: int = 0) -> Any:
+def prune_channels_stage(model: Any, stage: Any, policy: Any,
+                         verbose: int = 0) -> ChannelPruningResult:
     """Runs a recipe's prune stage with ``objective: latency`` under ``policy``.
 
     ``stage.target_sparsity`` is the fraction of output channels removed; ``policy.sparsity``
-    overrides it per layer; the policy's skip rules keep a layer's channels. Returns the thinner
-    model (the plan then fine-tunes it); prints the table if verbose.
+    overrides it per layer; the policy's skip rules keep a layer's channels. Returns the result:
+    the thinner model (the plan then fine-tunes it) and what was removed, which the plan keeps
+    in its stage record; prints the table if verbose.
     """
     from tflite_opt.train.decompose import policy_skips
 
@@ -597,4 +599,4 @@ def prune_channels_stage(model: Any, stage: Any, policy: Any, verbose: int = 0) 
                             skip=policy_skips(model, policy), only=policy.only)
     if verbose:
         print(result.table())
-    return result.model
+    return result

@@ -27,6 +27,7 @@ from tflite_opt._keras import keras, keras_of_flavor, tf
 from tflite_opt.errors import DataError, InvalidArgumentError, RecipeError
 from tflite_opt.files import atomic_save_model, atomic_write_json
 from tflite_opt.train.callbacks import SparsityLogger, StageSummary
+from tflite_opt.train.channel_pruning import prune_channels_stage
 # Every model operation goes through dispatch, so the plan runs Keras 3 and tf_keras models.
 from tflite_opt.train.dispatch import (check_graph_model, cluster, deep_copy,
                                        fresh_optimizer_for, load_training_weights, prune,
@@ -51,6 +52,10 @@ class StageRecord:
 
     ``sparsity`` and ``max_unique_weights`` cover the layers the recipe's policy optimizes
     (all kernels when no prune/cluster stage selected any), measured on the stage's output.
+    A prune stage with ``objective: latency`` removes channels instead of zeroing weights, so
+    its sparsity stays near 0; ``channel_pruning`` says what it did:
+    ``ChannelPruningResult.to_dict()`` (channels kept per Conv2D/Dense layer, parameters and
+    MACs before/after and their ratios). None for every other stage.
     """
 
     name: str
@@ -59,6 +64,7 @@ class StageRecord:
     sparsity: float
     max_unique_weights: int
     seconds: float
+    channel_pruning: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -460,8 +466,13 @@ class OptimizationPlan:
                 # (index > first_compression only when resuming, so plan_dir holds the file)
                 float_teacher = current if index == first_compression else \
                     _load_own_model(plan_dir / f"stage{first_compression}_input.keras")
+            channel_pruning = None
             with scope():
-                wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
+                if isinstance(stage, PruneStage) and stage.objective == "latency":
+                    pruned_channels = prune_channels_stage(current, stage, self.recipe.policy)
+                    wrapped, channel_pruning = pruned_channels.model, pruned_channels.to_dict()
+                else:
+                    wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
                 trainer = self._trainer(stage, wrapped, current, float_teacher)
                 # Self-distillation: the student's BatchNorm normalizes as its frozen teacher's.
                 frozen = freeze_batch_norm(wrapped) if trainer is not wrapped and \
@@ -509,12 +520,17 @@ class OptimizationPlan:
             epochs_run = resume_epoch + int(summary.summary.get("epochs", 0))
             record = StageRecord(name=stage.type, epochs=epochs_run, metrics=stage_metrics,
                                  sparsity=sparsity,
-                                 max_unique_weights=unique, seconds=round(seconds, 3))
+                                 max_unique_weights=unique, seconds=round(seconds, 3),
+                                 channel_pruning=channel_pruning)
             records.append(record)
             if verbose:
+                done = (f"parameters {channel_pruning['params_ratio']:.3f}x, MACs "
+                        f"{channel_pruning['macs_ratio']:.3f}x (channels removed)"
+                        if channel_pruning else
+                        f"sparsity {sparsity:.3f}, max unique weights {unique}")
                 print(f"[tflite_opt] {stage.type} done in {seconds:.1f}s: "
                       + ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
-                      + f"; sparsity {sparsity:.3f}, max unique weights {unique}")
+                      + f"; {done}")
             if plan_dir is not None:
                 state["completed"].append(record.to_dict())
                 if index + 1 < len(self.recipe.stages):
@@ -546,9 +562,7 @@ class OptimizationPlan:
 
             return decompose_stage(current, stage, policy)
         if isinstance(stage, PruneStage) and stage.objective == "latency":
-            from tflite_opt.train.channel_pruning import prune_channels_stage
-
-            return prune_channels_stage(current, stage, policy)
+            return prune_channels_stage(current, stage, policy).model
         if isinstance(stage, PruneStage):
             return prune(current, stage=stage, policy=policy, total_steps=stage.epochs * steps)
         if isinstance(stage, ClusterStage):
