@@ -44,7 +44,7 @@ from benchmarks.common import eval_data, example_float_model, tflite_correct
 from benchmarks.suites.compare import our_recipes, recipe_hash
 from tflite_opt._keras import keras
 from tflite_opt.data.digits import Dataset
-from tflite_opt.data.digits_eval import augment_held_out
+from tflite_opt.data.digits_eval import augmented_validation_split
 from tflite_opt.models.builders import digits_cnn
 from tflite_opt.models.training import train_digits_cnn
 from tflite_opt.report.significance import paired_bootstrap_difference_ci
@@ -111,13 +111,7 @@ def validation_split(data: Dataset, fraction: float = VALIDATION_FRACTION,
     """``data``'s training images split in two, stratified: ``x_train`` the rest, ``x_test``
     ``copies`` augmented versions of each of the ``fraction`` held out (as the eval set is
     made from the test split). The evaluation set is not read."""
-    from sklearn.model_selection import train_test_split
-
-    x_fit, x_val, y_fit, y_val = train_test_split(
-        data.x_train, data.y_train, test_size=fraction, random_state=0, stratify=data.y_train)
-    held_out = augment_held_out(x_val, y_val, copies=copies, seed=1)
-    return dataclasses.replace(data, x_train=x_fit, y_train=y_fit, x_test=held_out.x,
-                               y_test=held_out.y, name="digits training split: validation")
+    return augmented_validation_split(data, fraction, copies, seed=1, split_seed=0)
 
 
 def choose_self_distill(data: Dataset, quick: bool) -> tuple[SelfDistill, list[list], Dataset]:

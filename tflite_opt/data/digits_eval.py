@@ -123,3 +123,36 @@ def load_digits_eval(image_size: int = 32, copies: int = 9, seed: int = 0,
     evalset = augment_held_out(data.x_test, data.y_test, copies=copies, seed=seed)
     return dataclasses.replace(data, x_test=evalset.x, y_test=evalset.y,
                                name=f"digits (test: {copies} augmented copies of each held-out image)")
+
+
+def augmented_validation_split(data: Dataset, fraction: float = 0.2, copies: int = 9,
+                               seed: int = 1, split_seed: int = 0) -> Dataset:
+    """``data``'s training images split in two, stratified: ``x_train`` the rest, ``x_test``
+    ``copies`` augmented versions of each of the ``fraction`` held out, made as the eval set is
+    made from the test split (``augment_held_out``). ``data``'s test split is not read, so a
+    choice made on this split (a hyperparameter, a searched architecture) never sees the eval set.
+
+    Args:
+        data: A train/test split, e.g. ``load_digits(16)``.
+        fraction: Share of the training images held out for validation. Defaults to 0.2.
+        copies: Versions per held-out image (the first unchanged). Defaults to 9.
+        seed: Seed of the augmentation. Defaults to 1 (the eval set uses 0).
+        split_seed: Seed of the stratified split. Defaults to 0.
+
+    Example:
+        >>> split = augmented_validation_split(load_digits(16))
+        >>> split.x_train.shape, split.x_test.shape
+        ((1149, 16, 16, 1), (2592, 16, 16, 1))
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise InvalidArgumentError(f"validation fraction is {fraction!r}; accepted: a number in "
+                                   "(0, 1)")
+    x_fit, x_val, y_fit, y_val = train_test_split(
+        data.x_train, data.y_train, test_size=fraction, random_state=split_seed,
+        stratify=data.y_train)
+    held_out = augment_held_out(x_val, y_val, copies=copies, seed=seed)
+    return dataclasses.replace(data, x_train=x_fit, y_train=y_fit, x_test=held_out.x,
+                               y_test=held_out.y, name=f"{data.name} training split: "
+                               f"{copies} augmented copies of {fraction:g} held out")
