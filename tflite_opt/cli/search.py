@@ -8,7 +8,10 @@
 Each trial builds a candidate (MobileNetV2-/MobileNetV3-small-/ShuffleNetV2-like: width,
 depth, kernel size, input resolution; int8 or float32, pruning level, clusters), rejects it
 before training when its weights alone (or the phone's latency table) break a budget, else
-trains it on the digits, compresses, converts and measures its .tflite. Writes pareto.csv,
+trains it on the digits (randomly rotated, zoomed, shifted and noised each epoch, as
+train_from_scratch does; --noaugmentation turns that off), compresses, converts, scores its
+.tflite on augmented copies of held-out training images and measures it against a reference
+(again, when within the measured noise of the latency budget). Writes pareto.csv,
 pareto.md, pareto.png, trials.json, search.json and best/ (model.tflite, model.json,
 labels.txt, recipe.json, report.json, report.md) into --output_dir. Rerunning the same
 command resumes (KerasTuner's project in OUTPUT_DIR/.tuner).
@@ -38,6 +41,15 @@ flags.DEFINE_enum("oracle", "bayesian", ["random", "bayesian", "hyperband"],
                   "KerasTuner oracle that picks the candidates.")
 flags.DEFINE_integer("epochs", 5, "Float training epochs per candidate (Hyperband: the most "
                      "it gives one).", lower_bound=1)
+flags.DEFINE_float("learning_rate", 2e-3, "Start of the cosine-decayed Adam learning rate.",
+                   lower_bound=0.0)
+flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
+flags.DEFINE_bool("augmentation", True, "Train on randomly rotated, zoomed, shifted and noised "
+                  "images (the eval set's ranges); --noaugmentation trains on them as they are.")
+flags.DEFINE_float("validation_fraction", 0.2, "Share of the training images held out to score "
+                   "the candidates.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("validation_copies", 9, "Augmented versions of each held-out image (the "
+                     "first unchanged), as the eval set is made.", lower_bound=1)
 flags.DEFINE_integer("compress_epochs", 1, "Epochs of each pruning / clustering stage.",
                      lower_bound=1)
 flags.DEFINE_string("latency_table", None, "benchmark_model --enable_op_profiling=true output "
@@ -57,6 +69,9 @@ flags.DEFINE_list("clusters", ["0", "16"], "Clusters per kernel (0 = no clusteri
 flags.DEFINE_list("measure_threads", ["1"], "Thread counts find_fastest_config tries.")
 flags.DEFINE_integer("benchmark_runs", 50, "Interleaved rounds per latency measurement.",
                      lower_bound=1)
+flags.DEFINE_integer("latency_repeats", 5, "Extra measurements (against the reference) of a "
+                     "candidate whose first one is within the measured noise of the latency "
+                     "budget; the budget is checked on the median.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the oracle, the data split and the training.",
                      lower_bound=0, upper_bound=2**31 - 1)
 flags.DEFINE_integer("verbose", 1, "0 quiet, 1 a summary per trial.")
@@ -89,7 +104,11 @@ def main(argv) -> None:
                         clusters=_numbers("clusters", int))
     config = SearchConfig(output_dir=FLAGS.output_dir, budgets=budgets, space=space,
                           trials=FLAGS.trials, oracle=FLAGS.oracle, epochs=FLAGS.epochs,
-                          compress_epochs=FLAGS.compress_epochs,
+                          compress_epochs=FLAGS.compress_epochs, batch_size=FLAGS.batch_size,
+                          learning_rate=FLAGS.learning_rate, augmentation=FLAGS.augmentation,
+                          validation_fraction=FLAGS.validation_fraction,
+                          validation_copies=FLAGS.validation_copies,
+                          latency_repeats=FLAGS.latency_repeats,
                           latency_table=FLAGS.latency_table,
                           latency_table_model=FLAGS.latency_table_model,
                           measure_threads=_numbers("measure_threads", int),

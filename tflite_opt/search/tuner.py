@@ -3,9 +3,13 @@
 KerasTuner's oracles (random, Bayesian, Hyperband) choose the candidates; :class:`SearchTuner`
 overrides ``run_trial`` to do what a KerasTuner hypermodel cannot: build the candidate with a
 tf_keras builder, reject it before training when the built model (weights x bytes) or the
-phone's latency table already breaks a budget, otherwise train it, run its compression recipe
-(``OptimizationPlan``), convert it (``tflite_opt.convert``), score the ``.tflite`` through LiteRT
-and measure its latency (``find_fastest_config``). Each trial reports the scalar ``score``
+phone's latency table already breaks a budget, otherwise train it as
+``tflite_opt.models.training.train_from_scratch`` does (randomly rotated, zoomed, shifted and
+noised images every epoch), run its compression recipe (``OptimizationPlan``), convert it
+(``tflite_opt.convert``), score the ``.tflite`` through LiteRT on a validation split made as the
+eval set is made (augmented copies of held-out training images; the digits' test split is never
+read) and measure its latency against a fixed reference, re-measured when close to the budget
+(``tflite_opt.search.latency_check``). Each trial reports the scalar ``score``
 (``tflite_opt.search.objective``) and keeps every figure in ``trial_*/record.json``; the
 Pareto front and the best model are computed from those.
 
@@ -33,8 +37,9 @@ from typing import Any, Sequence
 
 from tflite_opt.errors import InvalidArgumentError
 from tflite_opt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tflite_opt.search.latency_check import check_latency, reference_model
 from tflite_opt.search.latency_table import LatencyTable
-from tflite_opt.search.objective import Budgets, measure_latency
+from tflite_opt.search.objective import Budgets
 from tflite_opt.search.pareto import pareto_front, write_pareto
 from tflite_opt.search.space import Candidate, SearchSpace, weight_bytes_lower_bound
 
@@ -59,11 +64,22 @@ class SearchConfig:
             Defaults to 5.
         compress_epochs: Epochs of each pruning/clustering stage. Defaults to 1.
         batch_size: Training batch size. Defaults to 32.
+        learning_rate: Start of the cosine-decayed Adam learning rate (``train_from_scratch``'s).
+            Defaults to 2e-3.
+        augmentation: Train on randomly rotated, zoomed, shifted and noised images
+            (``tflite_opt.data.augment.Augmentation()``, the eval set's ranges); False trains on
+            the images as they are. Defaults to True.
+        validation_fraction: Share of the training images held out to score candidates.
+            Defaults to 0.2.
+        validation_copies: Augmented versions of each held-out image (the first unchanged), as
+            the eval set is made. Defaults to 9.
         latency_table: ``benchmark_model --enable_op_profiling`` output from the phone; then
             latency is the table's estimate (host latency is still measured and recorded).
         latency_table_model: The ``.tflite`` that table was measured on (gives shapes).
         measure_threads: Thread counts ``find_fastest_config`` tries. Defaults to (1,).
         benchmark_runs: Interleaved rounds per measurement. Defaults to 50.
+        latency_repeats: Extra measurements of a candidate whose first one lies within the
+            measured noise of the latency budget (``latency_check``). Defaults to 5.
         calibration_samples: Training images calibrating int8. Defaults to 100.
         seed: Oracle and training seed. Defaults to 0.
         verbose: 0 quiet, 1 KerasTuner's trial summaries and a line per trial. Defaults to 1.
@@ -77,10 +93,15 @@ class SearchConfig:
     epochs: int = 5
     compress_epochs: int = 1
     batch_size: int = 32
+    learning_rate: float = 2e-3
+    augmentation: bool = True
+    validation_fraction: float = 0.2
+    validation_copies: int = 9
     latency_table: str | None = None
     latency_table_model: str | None = None
     measure_threads: tuple[int, ...] = (1,)
     benchmark_runs: int = 50
+    latency_repeats: int = 5
     calibration_samples: int = 100
     seed: int = 0
     verbose: int = 1
@@ -90,11 +111,18 @@ class SearchConfig:
             raise InvalidArgumentError(f"oracle is {self.oracle!r}; accepted: "
                                        f"{', '.join(ORACLES)} (--oracle)")
         for name, low in (("trials", 1), ("epochs", 1), ("compress_epochs", 1),
-                          ("batch_size", 1), ("benchmark_runs", 1), ("calibration_samples", 1)):
+                          ("batch_size", 1), ("benchmark_runs", 1), ("calibration_samples", 1),
+                          ("validation_copies", 1), ("latency_repeats", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise InvalidArgumentError(f"{name} is {value!r}; accepted: an integer >= {low} "
                                            f"(--{name})")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise InvalidArgumentError(f"validation_fraction is {self.validation_fraction!r}; "
+                                       "accepted: a number in (0, 1) (--validation_fraction)")
+        if not self.learning_rate > 0:
+            raise InvalidArgumentError(f"learning_rate is {self.learning_rate!r}; accepted: a "
+                                       "positive number (--learning_rate)")
         if self.latency_table_model and not self.latency_table:
             raise InvalidArgumentError("latency_table_model is set without latency_table; pass "
                                        "--latency_table=FILE too, or drop --latency_table_model")
@@ -151,9 +179,7 @@ def _tuner_class() -> type:
 
         def data(self, resolution: int) -> Any:
             if resolution not in self._data:
-                from tflite_opt.data.digits import load_digits
-
-                self._data[resolution] = load_digits(image_size=resolution, seed=self.config.seed)
+                self._data[resolution] = search_data(self.config, resolution)
             return self._data[resolution]
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -167,8 +193,13 @@ def _tuner_class() -> type:
                 # nas suite); its figures are known, so the trial reuses them, untrained.
                 record = {**earlier, "duplicate_of": earlier["trial_id"], "seconds": 0.0}
             else:
-                record = evaluate_candidate(candidate, self.data(candidate.resolution),
-                                            self.config, self.table, trial_dir, epochs=epochs)
+                reference = None
+                if self.table is None and self.config.budgets.latency_us is not None:
+                    reference = reference_model(Path(self.project_dir).parent)
+                record = evaluate_candidate(
+                    candidate, self.data(candidate.resolution), self.config, self.table,
+                    trial_dir, epochs=epochs, reference=reference,
+                    reference_history_us=_reference_history(Path(self.project_dir)))
             record["trial_id"] = trial.trial_id
             record["tuner_id"] = self.tuner_id  # which process ran it (distributed mode)
             atomic_write_json(trial_dir / RECORD_FILE, record)
@@ -181,6 +212,30 @@ def _tuner_class() -> type:
             return metrics
 
     return SearchTuner
+
+
+def search_data(config: SearchConfig, resolution: int) -> Any:
+    """The digits at ``resolution`` for a search: ``x_train`` trains the candidates, ``x_test``
+    is ``augmented_validation_split``'s augmented held-out training images that score them."""
+    from tflite_opt.data.digits import load_digits
+    from tflite_opt.data.digits_eval import augmented_validation_split
+
+    return augmented_validation_split(load_digits(image_size=resolution, seed=config.seed),
+                                      config.validation_fraction, config.validation_copies,
+                                      seed=config.seed + 1, split_seed=config.seed)
+
+
+def _reference_history(project_dir: Path) -> list[float]:
+    """The reference's medians in every finished trial of this search (all workers')."""
+    history = []
+    for path in sorted(project_dir.glob(f"trial_*/{RECORD_FILE}")):
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if not record.get("duplicate_of"):
+            history += (record.get("latency_check") or {}).get("reference_medians_us", [])
+    return history
 
 
 def _earlier_record(project_dir: Path, candidate: Candidate, epochs: int) -> dict | None:
@@ -205,22 +260,34 @@ def _one_line(record: dict) -> str:
         return f"{head} -> same as trial {record['duplicate_of']}: its figures reused"
     if not record["trained"]:
         return f"{head} -> rejected before training ({record['rejected']})"
+    check = record.get("latency_check") or {}
+    again = (f" (median of {len(check['candidate_medians_us'])} measurements: within "
+             f"{check['margin_us']:.0f} us of the budget)" if check.get("remeasured") else "")
     return (f"{head} -> accuracy {100 * record['accuracy']:.2f}%, latency "
-            f"{record['latency_us']:.0f} us, size {record['size_bytes']} B, "
+            f"{record['latency_us']:.0f} us{again}, size {record['size_bytes']} B, "
             f"{'within budget' if record['within_budget'] else 'over budget'}")
 
 
 def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
-                       table: LatencyTable | None, trial_dir: Path, epochs: int) -> dict[str, Any]:
+                       table: LatencyTable | None, trial_dir: Path, epochs: int,
+                       reference: Path | None = None,
+                       reference_history_us: Sequence[float] = ()) -> dict[str, Any]:
     """One trial: pre-reject or train, compress, convert, score and measure; the record.
 
+    ``data.x_test`` scores the ``.tflite`` (``search_data`` gives the augmented validation
+    split); ``reference`` and ``reference_history_us`` go to ``check_latency``.
+
     Example:
-        >>> evaluate_candidate(Candidate(), load_digits(24), config, None, Path("t"), epochs=3)
+        >>> evaluate_candidate(Candidate(), search_data(config, 24), config, None, Path("t"),
+        ...                    epochs=3)
     """
     from tflite_opt._keras import keras_of_flavor
+    from tflite_opt.data.augment import Augmentation
+    from tflite_opt.models.training import train_from_scratch
 
     budgets = config.budgets
     started = time.perf_counter()
+    keras_of_flavor("tf_keras").utils.set_random_seed(config.seed)  # the initial weights
     model = candidate.build(num_classes=data.num_classes, channels=data.input_shape[-1])
     record: dict[str, Any] = {
         "candidate": candidate.to_dict(), "params": int(model.count_params()),
@@ -242,15 +309,14 @@ def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
             return _rejected(record, budgets, "latency_table",
                              f"latency table says {estimate.total_us:.0f} us > "
                              f"{budgets.latency_us:.0f} us", started, latency=estimate.total_us)
-    K = keras_of_flavor("tf_keras")
-    K.utils.set_random_seed(config.seed)
-    model.compile(K.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
     # No validation inside fit: the score is the .tflite's accuracy, taken once at the end
     # (a per-epoch Keras evaluation would trace one more graph per trial for nothing).
-    history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=config.batch_size,
-                        verbose=0)
-    record["keras_train_accuracy"] = float(history.history["accuracy"][-1])
+    train_from_scratch(model, data, epochs=epochs, batch_size=config.batch_size,
+                       learning_rate=config.learning_rate,
+                       augmentation=Augmentation() if config.augmentation else None,
+                       seed=config.seed)
+    # On the training images as fit saw them (augmented unless augmentation is off).
+    record["keras_train_accuracy"] = float(model.history.history["accuracy"][-1])
     recipe = candidate.recipe(epochs=config.compress_epochs)
     if recipe is not None:
         from tflite_opt.train.plan import OptimizationPlan
@@ -267,16 +333,23 @@ def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
     path = converted.save(trial_dir / "model.tflite", overwrite=True, labels=LABELS)
     atomic_write_json(trial_dir / "recipe.json", {
         "candidate": candidate.to_dict(),
-        "training": {"epochs": epochs, "batch_size": config.batch_size, "optimizer": "adam",
-                     "learning_rate": 1e-3, "seed": config.seed, "flavor": "tf_keras"},
+        "training": {"epochs": epochs, "batch_size": config.batch_size,
+                     "trainer": "tflite_opt.models.training.train_from_scratch",
+                     "optimizer": "adam, cosine decay", "learning_rate": config.learning_rate,
+                     "augmentation": Augmentation().to_dict() if config.augmentation else None,
+                     "seed": config.seed, "flavor": "tf_keras"},
         "compression": recipe.to_dict() if recipe is not None else None})
     record["accuracy"] = float(evaluate_tflite(path, data.x_test, data.y_test).accuracy)
-    measured = measure_latency(path, threads=config.measure_threads,
-                               num_runs=config.benchmark_runs)
-    record["host_latency_us"] = measured.median_us
-    record["host_measurement"] = measured.to_dict()
+    # With a latency table the table decides the budget: the host is measured once, for the
+    # record; otherwise a first figure near the budget is measured again (latency_check).
+    check = check_latency(path, budgets.latency_us if table is None else None, reference,
+                          reference_history_us, threads=config.measure_threads,
+                          num_runs=config.benchmark_runs, repeats=config.latency_repeats)
+    record["host_latency_us"] = check.latency_us
+    record["host_measurement"] = check.first.to_dict()
+    record["latency_check"] = check.to_dict()
     record["size_bytes"] = int(path.stat().st_size)
-    latency = measured.median_us
+    latency = check.latency_us
     if table is not None:
         estimate = table.estimate(path)
         record["table_latency_us"] = estimate.total_us
@@ -371,12 +444,16 @@ def run_search(config: SearchConfig) -> SearchResult | None:
 
 
 # Settings a resumed search must share with the one it continues (trials may grow).
-_RESUME_KEYS = ("budgets", "space", "oracle", "epochs", "compress_epochs", "latency_table",
-                "latency_table_model", "measure_threads", "seed")
+_RESUME_KEYS = ("budgets", "space", "oracle", "epochs", "compress_epochs", "batch_size",
+                "learning_rate", "augmentation", "validation_fraction", "validation_copies",
+                "calibration_samples", "latency_table", "latency_table_model", "measure_threads",
+                "benchmark_runs", "latency_repeats", "seed")
 
 
 def _check_resume(output_dir: Path, config: SearchConfig) -> None:
-    """Refuses to resume a search of ``output_dir`` made with other budgets or another space."""
+    """Refuses to resume a search of ``output_dir`` made with other budgets, another space or
+    other training or measuring settings (a search saved before a setting existed lacks it,
+    so it counts as changed)."""
     previous = output_dir / "search.json"
     if not previous.is_file():
         return
@@ -456,6 +533,7 @@ def _write_best(best: dict, trial_dir: Path, best_dir: Path, config: SearchConfi
               "latency_source": "latency_table" if table else "measured on this host",
               "host_latency_us": best["host_latency_us"],
               "host_measurement": best.get("host_measurement"),
+              "latency_check": best.get("latency_check"),
               "table_latency_us": best.get("table_latency_us"),
               "size_bytes": best["size_bytes"], "budgets": config.budgets.to_dict(),
               "within_budget": best["within_budget"], "params": best["params"],
@@ -467,7 +545,9 @@ def _write_best(best: dict, trial_dir: Path, best_dir: Path, config: SearchConfi
              f"- architecture: {c['architecture']} (width {c['width']}, depth {c['depth']}, "
              f"kernel {c['kernel_size']}, input {c['resolution']}x{c['resolution']})",
              f"- recipe: {c['precision']}, sparsity {c['sparsity']}, clusters {c['clusters']}",
-             f"- accuracy of the .tflite on the validation split: {100 * best['accuracy']:.2f}%",
+             f"- accuracy of the .tflite on the validation split ({config.validation_copies} "
+             f"augmented copies of {config.validation_fraction:g} of the training images): "
+             f"{100 * best['accuracy']:.2f}%",
              f"- latency: {best['latency_us']:.1f} us ({report['latency_source']}; host "
              f"{best['host_latency_us']:.1f} us on {report['host_cpu']})",
              f"- size: {best['size_bytes']} B",
