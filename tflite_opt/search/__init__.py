@@ -2,7 +2,8 @@
 
 KerasTuner's oracles pick candidates from the efficient builders and a compression recipe
 (``space``); each trial is trained, converted and measured on its ``.tflite`` (``tuner``,
-``objective``), or priced by a phone's ``benchmark_model`` op profile (``latency_table``);
+``objective``; near the budget again, against a reference: ``latency_check``), or priced by a
+phone's ``benchmark_model`` op profile (``latency_table``);
 the Pareto front is computed from every trial's figures (``pareto``).
 
 Example:
@@ -10,17 +11,18 @@ Example:
     >>> result = run_search(SearchConfig("outputs/search", Budgets(2000, 200_000), trials=12))
 """
 
+from tflite_opt.search.latency_check import LatencyCheck, check_latency, reference_model
 from tflite_opt.search.latency_table import LatencyEstimate, LatencyTable, parse_profile
 from tflite_opt.search.objective import Budgets, Measurement, measure_latency
 from tflite_opt.search.pareto import pareto_front, write_pareto
 from tflite_opt.search.space import (ARCHITECTURES, Candidate, SearchSpace,
                                      weight_bytes_lower_bound)
 from tflite_opt.search.tuner import (ORACLES, SearchConfig, SearchResult, evaluate_candidate,
-                                     make_oracle, run_search)
+                                     make_oracle, run_search, search_data)
 
 __all__ = [
-    "ARCHITECTURES", "Budgets", "Candidate", "LatencyEstimate", "LatencyTable", "Measurement",
-    "ORACLES", "SearchConfig", "SearchResult", "SearchSpace", "evaluate_candidate",
-    "make_oracle", "measure_latency", "parse_profile", "pareto_front", "run_search",
-    "weight_bytes_lower_bound", "write_pareto",
+    "ARCHITECTURES", "Budgets", "Candidate", "LatencyCheck", "LatencyEstimate", "LatencyTable",
+    "Measurement", "ORACLES", "SearchConfig", "SearchResult", "SearchSpace", "check_latency",
+    "evaluate_candidate", "make_oracle", "measure_latency", "parse_profile", "pareto_front",
+    "reference_model", "run_search", "search_data", "weight_bytes_lower_bound", "write_pareto",
 ]
