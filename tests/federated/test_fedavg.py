@@ -13,17 +13,25 @@ from tflite_opt.federated.fedavg import (FedAvgConfig, client_seed, drops_out, l
 def test_one_client_full_participation_equals_local_training(tiny_run):
     # One client holding everything, every round: FedAvg's average of one update is that
     # update (x * 1.0 is exact), and each round starts from it with a fresh optimizer.
-    # So R rounds of E epochs are R calls of fit(E epochs) with the round's client seed.
+    # So R rounds of E epochs are R calls of fit(E epochs) with the round's client seed, at
+    # the round's learning rate (0.2, then 0.1: not the file's exported 0.1 in round 1).
     x, y = tiny_run.x_train[:300], tiny_run.y_train[:300]
-    config = FedAvgConfig(rounds=2, local_epochs=2, batch_size=16, seed=5)
+    config = FedAvgConfig(rounds=2, local_epochs=2, batch_size=16, seed=5, learning_rate=0.2,
+                          learning_rate_decay=0.5)
     result = run_fedavg(tiny_run.tflite, [(x, y)], tiny_run.x_test, tiny_run.y_test, config,
                         progress=False)
     trainer = load_trainer(tiny_run.tflite)
     for round_number in (1, 2):
         trainer.set_weights(trainer.get_weights(), reset_optimizer=True)
-        trainer.fit(x, y, epochs=2, batch_size=16, seed=client_seed(5, round_number, 0))
+        trainer.fit(x, y, epochs=2, batch_size=16, seed=client_seed(5, round_number, 0),
+                    learning_rate=0.2 * 0.5 ** (round_number - 1))
     for fed, local in zip(result.weights, trainer.get_weights()):
         assert fed.dtype == local.dtype and np.array_equal(fed, local)
+    # At the file's own rate the same rounds end elsewhere: the rate reached the clients.
+    plain = run_fedavg(tiny_run.tflite, [(x, y)], tiny_run.x_test, tiny_run.y_test,
+                       FedAvgConfig(rounds=2, local_epochs=2, batch_size=16, seed=5),
+                       progress=False)
+    assert not np.array_equal(plain.weights[0], result.weights[0])
 
 
 def test_short_simulation_raises_held_out_accuracy_well_above_chance(tiny_run, three_shards):
@@ -91,3 +99,9 @@ def test_run_fedavg_refuses_empty_shards_and_bad_settings(tiny_run):
         FedAvgConfig(dropout=1.0)
     with pytest.raises(InvalidArgumentError, match="client_fraction"):
         FedAvgConfig(client_fraction=0.0)
+    for bad in ({"learning_rate": 0.0}, {"learning_rate": float("nan")},
+                {"learning_rate": True}, {"learning_rate": 0.1, "learning_rate_decay": 1.5}):
+        with pytest.raises(InvalidArgumentError, match="learning_rate"):
+            FedAvgConfig(**bad)
+    with pytest.raises(InvalidArgumentError, match="learning_rate_decay needs learning_rate"):
+        FedAvgConfig(learning_rate_decay=0.9)

@@ -44,6 +44,10 @@ from tflite_opt.files import atomic_write_bytes
 Shard = tuple[np.ndarray, np.ndarray]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 @dataclasses.dataclass(frozen=True)
 class FedAvgConfig:
     """Settings of a federated run (JSON round-trip with ``to_dict`` / ``from_dict``).
@@ -58,6 +62,12 @@ class FedAvgConfig:
         dropout: Probability that a sampled client is a straggler whose update never arrives,
             in [0, 1). Defaults to 0.0.
         seed: Seed of sampling, dropout and each client's shuffling. Defaults to 0.
+        learning_rate: The clients' learning rate in round 1, set in the file through its
+            ``set_learning_rate`` signature; None trains at the rate the file was exported
+            with. Defaults to None.
+        learning_rate_decay: Round ``r`` trains at ``learning_rate * decay ** (r - 1)`` (a
+            server-side schedule, sent with each round's request), in (0, 1]; needs
+            ``learning_rate``. Defaults to 1.0 (constant).
     """
 
     rounds: int = 20
@@ -66,6 +76,8 @@ class FedAvgConfig:
     client_fraction: float = 1.0
     dropout: float = 0.0
     seed: int = 0
+    learning_rate: float | None = None
+    learning_rate_decay: float = 1.0
 
     def __post_init__(self) -> None:
         for name, low, high in (("rounds", 1, 10000), ("local_epochs", 1, 1000),
@@ -81,6 +93,22 @@ class FedAvgConfig:
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise InvalidArgumentError(f"dropout (the straggler probability) must be in [0, 1), "
                                        f"got {self.dropout!r}")
+        if self.learning_rate is not None and not (
+                _is_number(self.learning_rate) and 0 < self.learning_rate < math.inf):
+            raise InvalidArgumentError(f"learning_rate must be None (the file's) or a finite "
+                                       f"number > 0, got {self.learning_rate!r}")
+        if not (_is_number(self.learning_rate_decay) and 0 < self.learning_rate_decay <= 1):
+            raise InvalidArgumentError(f"learning_rate_decay must be in (0, 1], got "
+                                       f"{self.learning_rate_decay!r}")
+        if self.learning_rate_decay != 1 and self.learning_rate is None:
+            raise InvalidArgumentError("learning_rate_decay needs learning_rate (the rate of "
+                                       "round 1); the file's exported rate is not known here")
+
+    def round_learning_rate(self, round_number: int) -> float | None:
+        """The clients' learning rate in ``round_number`` (1-based), or None (the file's)."""
+        if self.learning_rate is None:
+            return None
+        return float(self.learning_rate * self.learning_rate_decay ** (round_number - 1))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -227,7 +255,8 @@ def start_from(trainer: Any, weights: Sequence[np.ndarray]) -> None:
 
 
 def train_client(trainer: Any, state: GlobalState, x: np.ndarray, y: np.ndarray, *,
-                 client_id: int, round_number: int, config: FedAvgConfig) -> ClientUpdate:
+                 client_id: int, round_number: int, config: FedAvgConfig,
+                 learning_rate: float | None = None) -> ClientUpdate:
     """One client's round: global weights, fresh optimizer, ``local_epochs`` through the file.
 
     Args:
@@ -239,13 +268,19 @@ def train_client(trainer: Any, state: GlobalState, x: np.ndarray, y: np.ndarray,
         client_id: The client's id.
         round_number: The round being trained (``state.round + 1``).
         config: The run's settings.
+        learning_rate: The rate the server sent for this round (Flower's request carries
+            it); None takes ``config.round_learning_rate(round_number)``, and if that is None
+            too the rate already in the file.
 
     Returns:
         The ``ClientUpdate`` to send.
     """
     start_from(trainer, state.weights)
+    if learning_rate is None:
+        learning_rate = config.round_learning_rate(round_number)
     losses = trainer.fit(x, y, epochs=config.local_epochs, batch_size=config.batch_size,
-                         seed=client_seed(config.seed, round_number, client_id))
+                         seed=client_seed(config.seed, round_number, client_id),
+                         learning_rate=learning_rate)
     weights = tuple(np.asarray(w) for w in trainer.get_weights())
     return ClientUpdate(client_id=int(client_id), round=int(round_number),
                         model_version=state.model_version, spec_digest=spec_digest(state.specs),
@@ -415,7 +450,11 @@ def run_info(config: FedAvgConfig, shards: Sequence[Shard], engine: str) -> dict
     # Either engine may resume the other's checkpoint (they compute the same thing), and a run
     # may be extended by more rounds: everything but ``rounds`` must match.
     del engine
-    settings = {k: v for k, v in config.to_dict().items() if k != "rounds"}
+    # Learning-rate settings at their defaults are left out, so checkpoints written before
+    # they existed still resume.
+    defaults = {"learning_rate": None, "learning_rate_decay": 1.0}
+    settings = {k: v for k, v in config.to_dict().items()
+                if k != "rounds" and not (k in defaults and v == defaults[k])}
     return {"config": settings, "client_sizes": [int(len(y)) for _, y in shards]}
 
 

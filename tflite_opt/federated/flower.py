@@ -12,9 +12,11 @@ Flower's own ``flwr.serverapp.strategy.FedAvg`` that adds what the local engine 
   straggler is sent nothing, so its update never arrives;
 - every reply is checked with ``exchange.validate_update`` before Flower averages the accepted
   ones (in client-id order, so the result does not depend on arrival order);
+- the round's client learning rate (``FedAvgConfig.round_learning_rate``: a decay schedule)
+  travels in the train request's ``ConfigRecord``; the client sets it in the file;
 - the global model is scored after every round through the file's ``infer`` signature, and
   the state is checkpointed with the local engine's ``Checkpoint`` (either engine resumes the
-  other's file).
+  other's file; a run stopped after a round resumes with the same final weights).
 
 Flower's simulation engine runs the ClientApps in Ray actors on this machine
 (``flwr.simulation.run_simulation``). Virtual clients are mapped to shards by the
@@ -56,6 +58,7 @@ CONFIG = "config"
 METRICS = "metrics"
 META = "meta"
 NUM_EXAMPLES = "num-examples"  # Flower FedAvg's default weighting key
+LEARNING_RATE = "learning-rate"  # the round's client learning rate, in the train request
 PARTITION_ID = "partition-id"  # the node_config key Flower's simulation gives each virtual client
 _SHARD = "client_{:05d}.npz"
 RAY_OBJECT_STORE_BYTES = 80 * 2**20  # Ray's minimum is 75 MiB
@@ -125,8 +128,9 @@ def make_client_app(tflite_path: str | os.PathLike, shard_dir: str | os.PathLike
         state = GlobalState(round=round_number - 1, model_version=str(settings["model-version"]),
                             specs=tuple(trainer.weight_specs),
                             weights=tuple(_weights_of(msg.content[ARRAYS])))
+        rate = settings.get(LEARNING_RATE)  # the server's schedule; absent: the file's rate
         update = train_client(trainer, state, x, y, client_id=client, round_number=round_number,
-                              config=config)
+                              config=config, learning_rate=None if rate is None else float(rate))
         reply = RecordDict({
             ARRAYS: _array_record(update.weights),
             METRICS: MetricRecord({NUM_EXAMPLES: update.num_samples,
@@ -188,6 +192,9 @@ def _flower_fedavg_class() -> type:
             config["server-round"] = server_round
             config["fl-round"] = round_number
             config["model-version"] = run.state.model_version
+            rate = run.config.round_learning_rate(round_number)
+            if rate is not None:
+                config[LEARNING_RATE] = rate
             content = RecordDict({ARRAYS: arrays, CONFIG: config})
             return [Message(content=content, message_type=MessageType.TRAIN,
                             dst_node_id=run.node_of[c]) for c in sampled if c not in dropped]
@@ -287,9 +294,13 @@ def make_server_app(run: _ServerRun) -> Any:
             strategy.start(grid=grid, initial_arrays=_array_record(run.state.weights),
                            num_rounds=run.config.rounds - run.state.round,
                            evaluate_fn=run.evaluate)
-        except BaseException as exc:  # kept: Flower logs a ServerApp's exception, then raises
-            run.error = exc               # its own RuntimeError; the caller re-raises this one
-            raise
+        except BaseException as exc:  # noqa: BLE001 - kept, and raised by _simulate after the end
+            # Raised in Flower's server thread, an Exception made Flower log it and raise its own
+            # RuntimeError, and a KeyboardInterrupt (a stop in on_round) escaped Flower's
+            # handler: a stray thread traceback, then a 3 s wait for the server's context.
+            # Returning ends the simulation as a finished run does; the checkpoint of the last
+            # completed round is on disk, so a second run resumes from it.
+            run.error = exc
 
     return app
 
