@@ -20,13 +20,17 @@ same head is trained in Keras from the same initial weights on the same batches 
 order with dropout off (the device trains as Keras infers: dropout is an identity there).
 ``flex_ops``/``custom_ops`` are read back from the written file's operator table
 (``tflite_opt.runtime.model_file.operator_codes``): distinct Flex and custom op codes.
+File sizes: ``file_bytes`` is the file written; ``converter_bytes`` the converter's output
+before Adam's zero moments were turned into FILL ops (``ondevice/zero_fill.py``), and
+``head_bytes`` the trainable weights in float32.
 
 Summary keys (stable): accuracy_before, accuracy_after, flex_ops, custom_ops, gain_points,
 gain_ci95_low, gain_ci95_high, accuracy_after_base_classes, accuracy_after_new_classes
 (held-out images of the digits the base saw / never saw), keras_same_batches_accuracy,
 device_minus_keras_points, device_minus_keras_ci95_low, device_minus_keras_ci95_high, loss_first_epoch, loss_last_epoch,
-same_task_accuracy_before, same_task_accuracy_after, train_step_ms, file_bytes, epochs,
-eval_images, base_classes, cpu, wall_s.
+same_task_accuracy_before, same_task_accuracy_after, train_step_ms, file_bytes,
+converter_bytes, converter_over_file_ratio, head_bytes, epochs, eval_images, base_classes, cpu,
+wall_s.
 """
 
 from __future__ import annotations
@@ -126,6 +130,11 @@ def _train_on_device(model: Any, path: Path, data: Dataset, epochs: int) -> dict
             "ops": sorted(info.op_counts)}
 
 
+def _head_bytes(export: Any) -> int:
+    """Bytes of the trainable weights in float32."""
+    return 4 * sum(int(np.prod(shape)) for shape in export.weight_shapes)
+
+
 def _plot(runs: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -182,7 +191,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                      f"{100 * gain_.ci95_low:+.1f} to {100 * gain_.ci95_high:+.1f}",
                      round(100 * run_["keras"].mean(), 2), round(run_["losses"][0], 4),
                      round(run_["losses"][-1], 4), run_["flex_ops"], run_["custom_ops"],
-                     round(run_["step_ms"], 2), run_["export"].size_bytes])
+                     round(run_["step_ms"], 2), run_["export"].size_bytes,
+                     run_["export"].converter_bytes, _head_bytes(run_["export"])])
     cpu = host_cpu()
     summary = {
         "accuracy_before": float(headline["before"].mean()),
@@ -204,6 +214,10 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "same_task_accuracy_after": float(runs["same task"]["after"].mean()),
         "train_step_ms": headline["step_ms"],
         "file_bytes": headline["export"].size_bytes,
+        "converter_bytes": headline["export"].converter_bytes,
+        "converter_over_file_ratio": (headline["export"].converter_bytes
+                                      / headline["export"].size_bytes),
+        "head_bytes": _head_bytes(headline["export"]),
         "epochs": epochs,
         "eval_images": int(len(data.y_test)),
         "base_classes": list(BASE_CLASSES),
@@ -223,7 +237,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                         "accuracy before (%)",
                         "accuracy after (%)", "gain CI95 (points)", "keras same batches (%)",
                         "loss epoch 1", f"loss epoch {epochs}", "flex ops", "custom ops",
-                        "train step ms", "file bytes"],
+                        "train step ms", "file bytes", "file bytes with stored zeros",
+                        "head bytes"],
             "rows": rows,
         }],
         "details": {

@@ -64,8 +64,8 @@ class OnDeviceExport:
         custom_ops: Other custom ops in the file: 0.
         op_names: Every op in the file.
         keras_flavor: ``"keras3"`` or ``"tf_keras"``.
-        zero_bytes_dropped: Bytes of stored zero initial values replaced by ``FILL`` ops
-            (``size_bytes`` plus this, give or take the FILL ops, is what the converter wrote).
+        zero_bytes_dropped: Bytes of stored zero initial values replaced by ``FILL`` ops.
+        converter_bytes: Size of the file as the converter wrote it, before that rewrite.
     """
 
     path: Path
@@ -87,6 +87,7 @@ class OnDeviceExport:
     op_names: tuple[str, ...]
     keras_flavor: str
     zero_bytes_dropped: int = 0
+    converter_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -159,7 +160,8 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
     input_shape, num_classes = _check_arguments(model, loss, batch_size)
     base, head = split_model(model, trainable)
     module = TrainingModule(base, head, spec, loss, input_shape, num_classes, batch_size)
-    data, zero_bytes_dropped = fill_zero_initializers(_convert(module))
+    converted = _convert(module)
+    data, zero_bytes_dropped = fill_zero_initializers(converted)
     codes = operator_codes(read_tflite(data))
     flex = sorted({c.name for c in codes if c.name.startswith("Flex")})
     custom = sorted({c.name for c in codes
@@ -179,7 +181,8 @@ def export_trainable(model: Any, path: str | os.PathLike, *,
         optimizer=spec, loss=loss, batch_size=batch_size, input_shape=input_shape,
         num_classes=num_classes, output=module.output_kind, flex_ops=len(flex),
         custom_ops=len(custom), op_names=tuple(sorted({c.name for c in codes})),
-        keras_flavor=flavor, zero_bytes_dropped=zero_bytes_dropped)
+        keras_flavor=flavor, zero_bytes_dropped=zero_bytes_dropped,
+        converter_bytes=len(converted))
 
 
 def _convert(module: TrainingModule) -> bytes:
