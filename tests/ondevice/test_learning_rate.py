@@ -140,3 +140,21 @@ def test_zero_optimizer_state_is_filled_at_load_not_stored(exported, case_id):
                 for w in item.model.get_layer(name).get_weights()]
     for got, want in zip(trainer.get_weights(), expected):
         np.testing.assert_array_equal(got, want)
+
+
+def test_warmup_cosine_rises_linearly_then_decays_towards_zero():
+    import math
+
+    from tflite_opt.errors import InvalidArgumentError
+    from tflite_opt.ondevice.schedules import warmup_cosine
+
+    schedule = warmup_cosine(0.1, total_steps=10, warmup_steps=4)
+    rates = [schedule(step) for step in range(10)]
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert rates[4] == 0.1 and all(a > b > 0 for a, b in zip(rates[4:], rates[5:]))
+    assert rates[9] == pytest.approx(0.05 * (1 + math.cos(math.pi * 5 / 6)))
+    assert warmup_cosine(0.1, total_steps=1)(0) == 0.1
+    for args, pattern in (((0.0, 10), "base_rate"), ((0.1, 0), "total_steps"),
+                          ((0.1, 10, 10), "warmup_steps"), ((0.1, 10, -1), "warmup_steps")):
+        with pytest.raises(InvalidArgumentError, match=pattern):
+            warmup_cosine(*args)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.ondevice.conftest import Case, build_model
@@ -50,7 +51,8 @@ def test_export_train_resume_and_bad_input(tmp_path, digits8):
         ["--mode=export", f"--model={tmp_path / 'mlp.keras'}", "--trainable=all",
          "--optimizer=adam", "--learning_rate=0.01", "--fresh_head", *common],
         ["--mode=train", f"--data={tmp_path / 'data.npz'}", "--epochs=3", *common],
-        ["--mode=train", f"--data={tmp_path / 'data.npz'}", "--epochs=1", *common],
+        ["--mode=train", f"--data={tmp_path / 'data.npz'}", "--epochs=1", "--learning_rate=0.02",
+         "--lr_schedule=warmup_cosine", "--warmup_steps=2", "--batch_size=32", *common],
         ["--mode=export", f"--model={tmp_path / 'mlp.keras'}", "--trainable=nope", *common,
          "--overwrite"],
         ["--mode=train", f"--tflite={tmp_path / 'missing.tflite'}", *common],
@@ -76,6 +78,11 @@ def test_export_train_resume_and_bad_input(tmp_path, digits8):
     assert resume["code"] == 0, resume["stderr"]
     report = json.loads((out / "train_report.json").read_text())
     assert report["resumed"] is True and len(report["epoch_losses"]) == 1
+    # 200 samples in batches of 32: 7 steps; warm-up 0.01, 0.02, then a cosine towards 0 over
+    # 5 steps, whose last is 0.02 * (1 + cos(4 pi / 5)) / 2, set in the file (float32).
+    assert report["learning_rate_first_step"] == 0.01
+    assert report["learning_rate_last_step"] == pytest.approx(
+        0.02 * (1 + np.cos(4 * np.pi / 5)) / 2, rel=1e-6)
     # The checkpoint carried the trained weights: the resumed run starts where the first ended.
     assert abs(report["before"]["accuracy"] - after) < 1e-4
     assert bad_layer["code"] == 2 and "'nope'" in bad_layer["stderr"]

@@ -3,14 +3,18 @@
     python scripts/ondevice.py --mode=export --model=saved_models/digits_cnn.keras \
         --trainable=head --optimizer=adam --fresh_head --output=outputs/ondevice
     python scripts/ondevice.py --mode=train --output=outputs/ondevice --epochs=5
+    python scripts/ondevice.py --mode=train --output=outputs/ondevice --epochs=5 \
+        --learning_rate=0.002 --lr_schedule=warmup_cosine --warmup_steps=45
 
-``export`` writes ``OUTPUT/ondevice.tflite`` (signatures train, infer, save, restore; TFLite
-builtin ops only, so no Flex delegate is needed) and ``OUTPUT/ondevice.json`` (what it holds).
+``export`` writes ``OUTPUT/ondevice.tflite`` (signatures train, infer, save, restore,
+set_learning_rate; TFLite builtin ops only, so no Flex delegate is needed) and ``OUTPUT/ondevice.json`` (what it holds).
 ``train`` trains that file through its ``train`` signature on the LiteRT interpreter alone
 (``--data``, default: the digits at the model's input size), scores the ``infer`` signature on
 the held-out images before and after, and writes the checkpoint ``OUTPUT/checkpoint.npz``
 (weights and optimizer state) and ``OUTPUT/train_report.json``. A second ``train`` run
-resumes from the checkpoint unless ``--norestore``.
+resumes from the checkpoint unless ``--norestore``. ``train`` sets the learning rate through
+the file's ``set_learning_rate`` signature: ``--learning_rate`` (default: the file's current
+rate) for every step, or ``--lr_schedule=warmup_cosine`` over this run's steps.
 Bad input exits with code 2 and one line on stderr; nothing is written then.
 """
 
@@ -32,8 +36,14 @@ flags.DEFINE_list("trainable", ["head"], "export: 'head' (the last layer with we
                   "or layer names (comma-separated); layers before the first are frozen.")
 flags.DEFINE_enum("optimizer", "sgd", ["sgd", "adam"], "export: the optimizer in the train "
                   "signature.")
-flags.DEFINE_float("learning_rate", None, "export: step size; default Keras's (SGD 0.01, Adam "
-                   "0.001).")
+flags.DEFINE_float("learning_rate", None, "export: the file's initial step size; default "
+                   "Keras's (SGD 0.01, Adam 0.001). train: the rate to train at (the peak of "
+                   "--lr_schedule); default the file's.")
+flags.DEFINE_enum("lr_schedule", "constant", ["constant", "warmup_cosine"], "train: constant, "
+                  "or a linear warm-up over --warmup_steps then a cosine decay towards 0 over "
+                  "the run's remaining steps.")
+flags.DEFINE_integer("warmup_steps", 0, "train: warm-up steps of --lr_schedule=warmup_cosine.",
+                     lower_bound=0)
 flags.DEFINE_float("momentum", 0.0, "export: SGD momentum in [0, 1).")
 flags.DEFINE_enum("loss", "sparse_categorical_crossentropy",
                   ["sparse_categorical_crossentropy", "categorical_crossentropy"],
@@ -116,19 +126,45 @@ def _train(output: Path) -> None:
     batch_size = FLAGS.batch_size or trainer.batch_size or 32
     print(f"{tflite}: {'resumed from ' + str(checkpoint) if resumed else 'initial weights'}; "
           f"held-out accuracy {100 * before['accuracy']:.2f}% on {len(data.x_test)} images")
+    rate, schedule = _learning_rate(trainer, len(data.x_train), batch_size)
     losses = trainer.fit(data.x_train, y_train, epochs=FLAGS.epochs, batch_size=batch_size,
-                         seed=FLAGS.seed, progress=True)
+                         seed=FLAGS.seed, progress=True, learning_rate=schedule or rate)
     after = trainer.evaluate(data.x_test, _labels(trainer, data.y_test))
     trainer.save(checkpoint)
     report = {"tflite": str(tflite), "data": data.name, "train_samples": len(data.x_train),
               "test_samples": len(data.x_test), "epochs": FLAGS.epochs,
               "batch_size": batch_size, "seed": FLAGS.seed, "resumed": resumed,
+              "learning_rate": rate, "lr_schedule": FLAGS.lr_schedule,
+              "warmup_steps": FLAGS.warmup_steps,
+              "learning_rate_first_step": schedule(0) if schedule else rate,
+              "learning_rate_last_step": trainer.learning_rate,
               "epoch_losses": losses, "before": before, "after": after,
               "checkpoint": str(checkpoint), "interpreter": trainer.loaded.backend}
     atomic_write_json(report_path, report)
     print(f"loss per epoch: {', '.join(f'{v:.4f}' for v in losses)}")
     print(f"held-out accuracy {100 * before['accuracy']:.2f}% -> {100 * after['accuracy']:.2f}%;"
           f" wrote {checkpoint} and {report_path}")
+
+
+def _learning_rate(trainer, samples: int, batch_size: int):
+    """(the run's rate, a schedule or None), from --learning_rate and --lr_schedule."""
+    from tflite_opt.errors import InvalidArgumentError
+    from tflite_opt.ondevice.schedules import warmup_cosine
+
+    if FLAGS.learning_rate is not None and not FLAGS.learning_rate > 0:
+        raise InvalidArgumentError(f"--learning_rate={FLAGS.learning_rate} must be > 0")
+    rate = FLAGS.learning_rate if FLAGS.learning_rate is not None else trainer.learning_rate
+    if FLAGS.lr_schedule == "constant":
+        if FLAGS.warmup_steps:
+            raise InvalidArgumentError("--warmup_steps needs --lr_schedule=warmup_cosine")
+        return rate, None
+    full = samples if trainer.batch_size is None else samples - samples % batch_size
+    total = FLAGS.epochs * -(-full // batch_size)  # the steps fit() will run
+    if FLAGS.warmup_steps >= total:
+        raise InvalidArgumentError(f"--warmup_steps={FLAGS.warmup_steps} must be below the "
+                                   f"run's {total} steps ({FLAGS.epochs} epochs of "
+                                   f"{-(-full // batch_size)})")
+    return rate, warmup_cosine(rate, total, FLAGS.warmup_steps)
 
 
 def _labels(trainer, y):

@@ -16,7 +16,8 @@ from typing import Any
 
 _EXPORTS = {"OnDeviceExport": "tflite_opt.ondevice.export",
             "export_trainable": "tflite_opt.ondevice.export",
-            "OnDeviceTrainer": "tflite_opt.ondevice.runner"}
+            "OnDeviceTrainer": "tflite_opt.ondevice.runner",
+            "warmup_cosine": "tflite_opt.ondevice.schedules"}
 
 __all__ = sorted(_EXPORTS)
 
