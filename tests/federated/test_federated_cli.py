@@ -18,6 +18,7 @@ from tests.conftest import REPO_ROOT
     ("--dropout=1.0", "dropout"),
     ("--engine=grpc", "engine"),
     ("--learning_rate=-1", "learning_rate"),
+    ("--learning_rate_decay=1.5", "learning_rate_decay"),
 ])
 def test_federated_script_bad_flag_is_one_error_line_and_exit_2(tmp_path, flag, words):
     out = tmp_path / "out"

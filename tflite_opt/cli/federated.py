@@ -39,6 +39,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the split, initialization, sampling and
 flags.DEFINE_integer("batch_size", 32, "Client batch size.", lower_bound=1)
 flags.DEFINE_enum("optimizer", "sgd", ["sgd", "adam"], "Optimizer in the .tflite train signature.")
 flags.DEFINE_float("learning_rate", 0.05, "Its learning rate.")
+flags.DEFINE_float("learning_rate_decay", 1.0, "Round r's clients train at learning_rate * "
+                   "decay**(r-1) (the server sends it with each round), in (0, 1].")
 flags.DEFINE_integer("hidden_units", 64, "Hidden units of the default model "
                      "(Flatten -> Dense(relu) -> Dense(softmax)).", lower_bound=1)
 flags.DEFINE_integer("image_size", 32, "Side of the digits images.", lower_bound=8)
@@ -62,7 +64,8 @@ def main(argv) -> None:
         local_epochs=FLAGS.local_epochs, dirichlet_alpha=FLAGS.dirichlet_alpha,
         engine=FLAGS.engine, client_fraction=FLAGS.client_fraction, dropout=FLAGS.dropout,
         seed=FLAGS.seed, batch_size=FLAGS.batch_size, optimizer=FLAGS.optimizer,
-        learning_rate=FLAGS.learning_rate, hidden_units=FLAGS.hidden_units,
+        learning_rate=FLAGS.learning_rate, learning_rate_decay=FLAGS.learning_rate_decay,
+        hidden_units=FLAGS.hidden_units,
         image_size=FLAGS.image_size, model=FLAGS.model, trainable=FLAGS.trainable,
         centralized=FLAGS.centralized, trust_model=FLAGS.trust_model,
         max_parallel_clients=FLAGS.max_parallel_clients)

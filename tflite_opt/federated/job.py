@@ -50,6 +50,9 @@ class FederatedJobConfig:
         batch_size: Client (and baseline) batch size. Defaults to 32.
         optimizer: ``"sgd"`` or ``"adam"``, in the file's train signature. Defaults to "sgd".
         learning_rate: Its step size. Defaults to 0.05.
+        learning_rate_decay: Round ``r``'s clients train at ``learning_rate * decay ** (r - 1)``
+            (sent by the server; the baseline keeps ``learning_rate``), in (0, 1]. Defaults
+            to 1.0 (constant).
         hidden_units: Width of the default model's hidden layer. Defaults to 64.
         image_size: Side of the digits images. Defaults to 32.
         eval_copies: Augmented copies of each held-out image (9: 3,240 images).
@@ -74,6 +77,7 @@ class FederatedJobConfig:
     batch_size: int = 32
     optimizer: str = "sgd"
     learning_rate: float = 0.05
+    learning_rate_decay: float = 1.0
     hidden_units: int = 64
     image_size: int = 32
     eval_copies: int = 9
@@ -105,9 +109,13 @@ class FederatedJobConfig:
         self.fedavg_config()  # validates rounds, epochs, batch, fraction, dropout, seed
 
     def fedavg_config(self) -> FedAvgConfig:
+        # The file is exported at learning_rate: the server sends rates only for a decay.
+        decaying = self.learning_rate_decay != 1
         return FedAvgConfig(rounds=self.rounds, local_epochs=self.local_epochs,
                             batch_size=self.batch_size, client_fraction=self.client_fraction,
-                            dropout=self.dropout, seed=self.seed)
+                            dropout=self.dropout, seed=self.seed,
+                            learning_rate=self.learning_rate if decaying else None,
+                            learning_rate_decay=self.learning_rate_decay)
 
 
 @dataclasses.dataclass(frozen=True)
