@@ -23,7 +23,8 @@ interpreter: an app that recreates the interpreter sets it again.
 The backward pass is written by hand: ``tf.GradientTape`` on a Dense/ReLU head lowers to
 ``ReluGrad`` and ``BroadcastGradientArgs``, which TFLite has only as Flex ops (checked with
 TensorFlow 2.21's converter). Gradients here use ``BATCH_MATMUL``/``FULLY_CONNECTED``, ``SUM``,
-``MUL``, ``SOFTMAX``, ``LOG_SOFTMAX`` and ``ONE_HOT``.
+``MUL``, ``SOFTMAX``, ``LOG_SOFTMAX`` and ``ONE_HOT``; a Conv2D's use ``CONV_2D``,
+``TRANSPOSE_CONV``, ``STRIDED_SLICE``, ``PAD`` and ``PACK``.
 
 Example:
     >>> module = TrainingModule(base, head, make_optimizer("sgd"), loss, (32, 32, 1), 10, None)
@@ -91,6 +92,39 @@ def _frozen(base: Any | None, input_shape: tuple[int, ...]) -> Any | None:
     function = tf.function(lambda x: base(x, training=False)).get_concrete_function(
         tf.TensorSpec((None, *input_shape), tf.float32))
     return convert_variables_to_constants_v2(function)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) of one spatial axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv2d_kernel_gradient(inputs: Any, grad: Any, kernel_shape: Any, layer: HeadLayer) -> Any:
+    """d loss / d kernel of a Conv2D, with builtin ops.
+
+    TensorFlow's own gradient is ``Conv2DBackpropFilter``, which TFLite has only as a Flex op.
+    By definition dK[i, j, :, :] = sum over batch and output positions of
+    x_padded[b, i + s*p, j + s*q, :]^T g[b, p, q, :]: one strided slice of the (padded) input
+    per kernel tap, times the output gradient, as a matmul (STRIDED_SLICE, RESHAPE,
+    BATCH_MATMUL; PACK joins the taps). A 3x3 kernel is 9 matmuls of (cin, B*P*Q)x(B*P*Q, cout).
+    """
+    kh, kw, cin, cout = (int(d) for d in kernel_shape)
+    sh, sw = layer.strides
+    height, width = int(inputs.shape[1]), int(inputs.shape[2])
+    out_h, out_w = int(grad.shape[1]), int(grad.shape[2])
+    if layer.padding == "SAME":
+        pads = [[0, 0], list(_same_padding(height, kh, sh)), list(_same_padding(width, kw, sw)),
+                [0, 0]]
+        inputs = tf.pad(inputs, pads)
+    grad_rows = tf.reshape(grad, [-1, cout])
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            window = inputs[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
+            taps.append(tf.matmul(tf.reshape(window, [-1, cin]), grad_rows, transpose_a=True))
+    return tf.reshape(tf.stack(taps), [kh, kw, cin, cout])
 
 
 class TrainingModule(tf.Module):
@@ -173,6 +207,10 @@ class TrainingModule(tf.Module):
                 z = tf.matmul(h, params[0])
                 if len(params) > 1:
                     z = z + params[1]
+            elif layer.kind == "conv2d":
+                z = tf.nn.conv2d(h, params[0], layer.strides, layer.padding)
+                if len(params) > 1:
+                    z = z + params[1]
             elif layer.kind == "flatten":
                 z = tf.reshape(h, [-1, math.prod(h.shape[1:])])
             else:
@@ -211,6 +249,16 @@ class TrainingModule(tf.Module):
                     gradients[index] = grads
                 if index > self.first_trainable:
                     grad = tf.matmul(grad, params[0], transpose_b=True)
+            elif layer.kind == "conv2d":
+                if layer.trainable:
+                    grads = [_conv2d_kernel_gradient(inputs, grad, params[0].shape, layer)]
+                    if len(params) > 1:
+                        grads.append(tf.reduce_sum(grad, axis=[0, 1, 2]))
+                    gradients[index] = grads
+                if index > self.first_trainable:
+                    # d loss / d input: the transposed convolution (TFLite's TRANSPOSE_CONV).
+                    grad = tf.nn.conv2d_transpose(grad, params[0], tf.shape(inputs),
+                                                  layer.strides, layer.padding)
             elif layer.kind == "flatten":
                 grad = tf.reshape(grad, tf.shape(inputs))
         ordered = [g for index in sorted(gradients) for g in gradients[index]]

@@ -7,6 +7,8 @@ Flex ops; so the head may hold only the layers whose gradients are written there
 
 - ``Dense`` on a 2-D input, with activation ``linear``, ``relu``, ``tanh`` or ``sigmoid``
   (``softmax`` on the last one: it becomes part of the loss);
+- ``Conv2D`` (channels last, ``valid`` or ``same`` padding, any strides, no dilation or
+  groups) with those activations but softmax;
 - ``Activation``/``ReLU``/``Softmax`` layers with those functions, ``Flatten``;
 - ``Dropout``-like layers, which are identities here: the head trains as Keras infers
   (no random dropout on the device, so a step is deterministic).
@@ -34,6 +36,8 @@ ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "softmax")
 IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
                    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "InputLayer")
 WEIGHTLESS_LAYERS = ("Flatten", "Activation", "ReLU", "Softmax") + IDENTITY_LAYERS
+TRAINABLE_LAYERS = ("Dense", "Conv2D")  # layers whose weight gradients graph.py writes
+WEIGHTED_KINDS = ("dense", "conv2d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +46,10 @@ class HeadLayer:
 
     Attributes:
         name: The Keras layer's name.
-        kind: ``"dense"``, ``"flatten"``, ``"activation"`` or ``"identity"``.
+        kind: ``"dense"``, ``"conv2d"``, ``"flatten"``, ``"activation"`` or ``"identity"``.
         activation: One of ``ACTIVATIONS`` (``"linear"`` for weightless kinds but activation).
-        weights: ``(kernel, bias)`` for a Dense layer (no bias: kernel only), float32.
+        weights: ``(kernel, bias)`` for a Dense or Conv2D layer (no bias: kernel only),
+            float32.
         trainable: Whether the device updates its weights (frozen head layers still pass
             gradients to the trainable layers before them).
     """
@@ -54,10 +59,12 @@ class HeadLayer:
     activation: str = "linear"
     weights: tuple[np.ndarray, ...] = ()
     trainable: bool = False
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"  # Conv2D's, as tf.nn.conv2d takes it: "VALID" or "SAME" uppercased
 
     @property
     def weight_names(self) -> tuple[str, ...]:
-        return ("kernel", "bias")[:len(self.weights)] if self.kind == "dense" else ()
+        return ("kernel", "bias")[:len(self.weights)] if self.kind in WEIGHTED_KINDS else ()
 
 
 def _activation_name(fn: Any, layer: Any) -> str:
@@ -92,6 +99,34 @@ def _dense(layer: Any, trainable: bool) -> HeadLayer:
                      trainable)
 
 
+def _conv2d(layer: Any, trainable: bool) -> HeadLayer:
+    config = layer.get_config()
+    shape = tuple(layer.input.shape)
+    problems = []
+    if config.get("data_format", "channels_last") not in ("channels_last", None):
+        problems.append(f"data_format={config['data_format']!r} (needs channels_last)")
+    if tuple(np.broadcast_to(config.get("dilation_rate", 1), 2)) != (1, 1):
+        problems.append(f"dilation_rate={config['dilation_rate']!r} (needs 1)")
+    if config.get("groups", 1) != 1:
+        problems.append(f"groups={config['groups']!r} (needs 1)")
+    if config.get("padding") not in ("valid", "same"):
+        problems.append(f"padding={config.get('padding')!r} (needs valid or same)")
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        problems.append(f"input shape {shape} (needs a fixed (batch, height, width, channels))")
+    if problems:
+        raise UnsupportedLayerError(f"layer {layer.name!r} (Conv2D) has {', '.join(problems)}; "
+                                    "the on-device head's Conv2D backward pass is written for "
+                                    "that case only: freeze the layer into the base")
+    activation = _activation_name(layer.activation, layer)
+    if activation == "softmax":
+        raise UnsupportedLayerError(f"layer {layer.name!r} (Conv2D) has a softmax activation; "
+                                    "the on-device head supports softmax only at the output")
+    weights = tuple(np.asarray(w, np.float32) for w in layer.get_weights())
+    strides = tuple(int(s) for s in np.broadcast_to(config.get("strides", 1), 2))
+    return HeadLayer(layer.name, "conv2d", activation, weights, trainable, strides,
+                     config["padding"].upper())
+
+
 def _softmax(layer: Any, trainable: bool) -> HeadLayer:
     if getattr(layer, "axis", -1) not in (-1, [-1], (-1,)):
         raise UnsupportedLayerError(f"layer {layer.name!r} (Softmax) has axis {layer.axis!r}; "
@@ -121,9 +156,10 @@ def _identity(layer: Any, trainable: bool) -> HeadLayer:
     return HeadLayer(layer.name, "identity")
 
 
-# Keras layer class name -> how the head computes it. Only Dense has weights to train.
-_HEAD_LAYERS = {"Dense": _dense, "Flatten": _flatten, "Activation": _activation,
-                "Softmax": _softmax, "ReLU": _relu, **dict.fromkeys(IDENTITY_LAYERS, _identity)}
+# Keras layer class name -> how the head computes it. Dense and Conv2D have weights to train.
+_HEAD_LAYERS = {"Dense": _dense, "Conv2D": _conv2d, "Flatten": _flatten,
+                "Activation": _activation, "Softmax": _softmax, "ReLU": _relu,
+                **dict.fromkeys(IDENTITY_LAYERS, _identity)}
 
 
 def describe_layer(layer: Any, trainable: bool) -> HeadLayer:
@@ -133,15 +169,15 @@ def describe_layer(layer: Any, trainable: bool) -> HeadLayer:
         UnsupportedLayerError: The layer's backward pass is not written with builtin ops.
     """
     cls = _keras_class(layer)
-    if trainable and cls != "Dense":
+    if trainable and cls not in TRAINABLE_LAYERS:
         raise UnsupportedLayerError(
             f"layer {layer.name!r} ({type(layer).__name__}) cannot train on the device: only "
-            "Keras Dense layers can (their gradient and update are written with TFLite builtin "
-            "ops); leave it out of trainable=, which freezes it into the base")
+            "Keras Dense and Conv2D layers can (their gradient and update are written with "
+            "TFLite builtin ops); leave it out of trainable=, which freezes it into the base")
     if cls not in _HEAD_LAYERS:
         raise UnsupportedLayerError(
             f"layer {layer.name!r} ({type(layer).__name__}) sits after the first trainable "
-            f"layer, and the on-device head supports only Dense and "
+            f"layer, and the on-device head supports only Dense, Conv2D and "
             f"{', '.join(WEIGHTLESS_LAYERS[:4])} and dropout-like layers there (their backward "
             "pass is written with TFLite builtin ops): make only layers after it trainable, so "
             "that it is frozen into the base")
@@ -242,13 +278,13 @@ def _keras_module(model: Any) -> Any:
 
 
 def reinitialize_layers(model: Any, names: Sequence[str], seed: int = 0) -> None:
-    """Gives the named Dense layers fresh random weights, in place: a new head to train.
+    """Gives the named Dense/Conv2D layers fresh random weights, in place: a new head to train.
 
-    Glorot-uniform kernels and zero biases (Keras's ``Dense`` defaults), drawn from numpy with
+    Glorot-uniform kernels and zero biases (Keras's defaults for both), drawn from numpy with
     ``seed``, so both Kerases get the same head for the same seed.
 
     Raises:
-        UnsupportedLayerError: A named layer is not a Dense layer.
+        UnsupportedLayerError: A named layer is not a Dense or Conv2D layer.
 
     Example:
         >>> reinitialize_layers(model, ["dense1", "classifier"], seed=0)
@@ -256,13 +292,14 @@ def reinitialize_layers(model: Any, names: Sequence[str], seed: int = 0) -> None
     rng = np.random.default_rng(seed)
     for name in names:
         layer = model.get_layer(name)
-        if type(layer).__name__ != "Dense":
+        if type(layer).__name__ not in TRAINABLE_LAYERS:
             raise UnsupportedLayerError(f"layer {name!r} ({type(layer).__name__}) cannot be "
-                                        "re-initialized here; only Dense layers can")
+                                        "re-initialized here; only Dense and Conv2D layers can")
         fresh = []
         for weight in layer.get_weights():
-            if weight.ndim == 2:
-                limit = np.sqrt(6.0 / (weight.shape[0] + weight.shape[1]))
+            if weight.ndim >= 2:  # Conv2D: fans times the kernel's receptive field, as Keras
+                receptive = int(np.prod(weight.shape[:-2]))
+                limit = np.sqrt(6.0 / (receptive * (weight.shape[-2] + weight.shape[-1])))
                 fresh.append(rng.uniform(-limit, limit, weight.shape).astype(np.float32))
             else:
                 fresh.append(np.zeros_like(weight))
