@@ -7,7 +7,8 @@
         --learning_rate=0.002 --lr_schedule=warmup_cosine --warmup_steps=45
 
 ``export`` writes ``OUTPUT/ondevice.tflite`` (signatures train, infer, save, restore,
-set_learning_rate; TFLite builtin ops only, so no Flex delegate is needed) and ``OUTPUT/ondevice.json`` (what it holds).
+set_learning_rate; TFLite builtin ops only, so no Flex delegate is needed) and
+``OUTPUT/ondevice.json`` (what it holds).
 ``train`` trains that file through its ``train`` signature on the LiteRT interpreter alone
 (``--data``, default: the digits at the model's input size), scores the ``infer`` signature on
 the held-out images before and after, and writes the checkpoint ``OUTPUT/checkpoint.npz``

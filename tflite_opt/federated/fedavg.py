@@ -389,6 +389,8 @@ def check_shards(shards: Sequence[Shard], x_eval: np.ndarray, y_eval: np.ndarray
 
 def check_trainer(trainer: Any, config: FedAvgConfig, shards: Sequence[Shard]) -> None:
     """Fails before round 1 if the file cannot train every client's shard with ``config``."""
+    if config.learning_rate is not None:
+        _ = trainer.learning_rate  # InvalidTFLiteError now if the file cannot take a rate
     fixed = getattr(trainer, "batch_size", None)
     if fixed is not None and config.batch_size != fixed:
         raise InvalidArgumentError(f"batch_size={config.batch_size} but the .tflite train "

@@ -1,9 +1,10 @@
 """Exporting a Keras model as a ``.tflite`` that trains on the device, with builtin ops only.
 
 The file has the ``train``, ``infer``, ``save`` and ``restore`` signatures of TFLite's
-on-device training recipe (and ``set_learning_rate``, for schedules), but none of its Flex ops: the loss, its gradient and the SGD/Adam
-update are written with builtin ops (``ondevice/graph.py``), and ``save``/``restore`` return
-and take the weights instead of calling ``tf.raw_ops.Save``/``Restore``. So LiteRT's pip
+on-device training recipe (and ``set_learning_rate``, for schedules), but none of its Flex
+ops: the loss, its gradient and the SGD/Adam update are written with builtin ops
+(``ondevice/graph.py``), and ``save``/``restore`` return and take the weights instead of
+calling ``tf.raw_ops.Save``/``Restore``. So LiteRT's pip
 interpreter, and a phone's interpreter without the Flex delegate, run it; ``OnDeviceTrainer``
 (``ondevice/runner.py``) drives it from Python and keeps checkpoints in ``.npz`` files.
 Optimizer state that starts at zero (Adam's moments, SGD momentum) is created by ``FILL`` ops
