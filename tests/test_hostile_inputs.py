@@ -337,26 +337,21 @@ def test_read_tflite_tensor_limit_is_the_declared_bytes(tflite_bytes):
         read_tflite(tflite_bytes, max_tensor_bytes=max(sizes) - 1)
 
 
-def _many_live_tensors(count: int, rows: int):
-    """``count`` RESHAPEs of the conv output, each to a new int8 [rows, 2**20] graph output.
+def _many_inputs(count: int, rows: int):
+    """``count`` more graph inputs, each int8 [rows, 2**20]: ``rows`` MiB.
 
-    Every tensor is ``rows`` MiB, under a per-tensor limit, but all are graph outputs and so
-    alive together in the arena: together ``count * rows`` MiB.
+    Each is under a per-tensor limit, but the interpreter allocates every graph input at its
+    declared shape and keeps them all for the whole run: together ``count * rows`` MiB.
     """
     from ai_edge_litert import schema_py_generated as schema
 
     def change(subgraph):
-        reshape = subgraph.operators[1]
         for _ in range(count):
             tensor = schema.TensorT()
             tensor.shape, tensor.type, tensor.buffer = np.array([rows, 2**20], np.int32), 9, 0
             tensor.name = f"hostile_{len(subgraph.tensors)}".encode()
             subgraph.tensors.append(tensor)
-            op = schema.OperatorT()
-            op.opcodeIndex, op.inputs = reshape.opcodeIndex, list(reshape.inputs)
-            op.outputs = [len(subgraph.tensors) - 1]
-            subgraph.operators.append(op)
-            subgraph.outputs = list(subgraph.outputs) + [len(subgraph.tensors) - 1]
+            subgraph.inputs = list(subgraph.inputs) + [len(subgraph.tensors) - 1]
     return change
 
 
@@ -379,7 +374,7 @@ def test_read_tflite_many_tensors_alive_together_refused(tflite_bytes, monkeypat
     from tflite_opt.runtime.allocation_guard import LIMIT_ENV_VAR
 
     rows = usable_memory_bytes() // 8 // 2**20 + 1
-    hostile = _edit(tflite_bytes, _many_live_tensors(16, rows))
+    hostile = _edit(tflite_bytes, _many_inputs(16, rows))
     message = (r"20 non-constant tensors alive at once need .* tensor \d+ 'hostile_\d+' of "
                rf"subgraph 0 \[{rows}, 1048576\] int8 .*and 15 more.*{LIMIT_ENV_VAR}=N")
     for call in (lambda: read_tflite(hostile), lambda: inspect_model(hostile)):
@@ -483,8 +478,8 @@ def script_runs(hostile, tflite_bytes, tmp_path_factory):
     six = root / "six.tflite"  # int8 [1, 98304, 32768, 2]: 6 GiB
     six.write_bytes(_edit(tflite_bytes, lambda sg: setattr(
         sg.tensors[sg.inputs[0]], "shape", np.array([1, 3 * 2**15, 2**15, 2], np.int32))))
-    many = root / "many.tflite"  # 256 int8 [64, 2**20] graph outputs, 64 MiB each: 16 GiB
-    many.write_bytes(_edit(tflite_bytes, _many_live_tensors(256, 64)))
+    many = root / "many.tflite"  # 256 more int8 [64, 2**20] graph inputs, 64 MiB each: 16 GiB
+    many.write_bytes(_edit(tflite_bytes, _many_inputs(256, 64)))
     bad_qd = root / "bad_qd.tflite"
     bad_qd.write_bytes(_edit(tflite_bytes, _bad_quantized_dimension))
     bad_zp = root / "bad_zp.tflite"

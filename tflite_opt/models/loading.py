@@ -107,15 +107,19 @@ def optimize_scope() -> Iterator[None]:
     """Makes tfmot's wrapper classes known to ``keras.models.load_model``.
 
     Needed for models saved while wrapped for pruning, clustering or QAT (for example
-    by ``ModelCheckpoint`` mid-training); ``load_model`` below uses it.
+    by ``ModelCheckpoint`` mid-training); ``load_model`` below uses it. It also registers
+    tflite_opt's savable CQAT/PCQAT/PQAT quantizers (``train/qat_saving.py``), without
+    which a model from ``quantize_aware(..., "pcqat")`` cannot be rebuilt from its file.
 
     Example:
         >>> with optimize_scope():
         ...     pruned = keras.models.load_model("checkpoint.keras")
+        ...     pcqat = keras.models.load_model("pcqat.h5")
     """
     from tflite_opt._keras import import_tfmot
 
     tfmot = import_tfmot()
+    import tflite_opt.train.qat_saving  # noqa: F401 - registers the quantizers by name
     with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(), \
             tfmot.clustering.keras.cluster_scope():
         yield
@@ -148,9 +152,12 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
         >>> model = load_model("saved_models/digits_cnn.keras")
     """
     fmt = model_format(path)
+    saved_by_keras3 = saved_keras_version(path, fmt).startswith("3.")
+    if not saved_by_keras3:  # tflite_opt's QAT quantizers, registered before the scan names them
+        import tflite_opt.train.qat_saving  # noqa: F401
     if not trust_model:  # before Keras deserializes anything: loading may run the file's code
         check_model_file(path, fmt, allowed_names=registered_names(custom_objects or {}))
-    if saved_keras_version(path, fmt).startswith("3."):
+    if saved_by_keras3:
         return _load_keras3(path, fmt, compile, trust_model, custom_objects)
     try:
         with optimize_scope():  # wrapped models need tfmot's custom objects to deserialize
@@ -163,6 +170,14 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
         if fmt == "keras" and "quantize_layer" in first_line:
             # tfmot 0.8.1 QAT wrappers do not round-trip through the .keras format.
             hint = "; quantization-aware (QAT) models must be saved as .h5 or a SavedModel folder"
+        elif "Weight count mismatch" in first_line and "quant_" in first_line:
+            # A (P)CQAT model quantized by tfmot itself, or by tflite_opt before its quantizers
+            # were savable: the file names the plain 8-bit quantizer (qat_saving.py says why).
+            hint = ("; this looks like a cluster-preserving (CQAT/PCQAT) QAT model whose file "
+                    "does not record its quantizers (tfmot 0.8.1 saves them as plain 8-bit "
+                    "QAT), so it cannot be rebuilt. Load its weights instead: rebuild with "
+                    "tflite_opt.train.quantize_aware(pre_qat_model, scheme) and call "
+                    "load_weights; models from tflite_opt's quantize_aware save and load back")
         raise ModelLoadError(f"could not load Keras model from {str(path)!r} ({fmt}): "
                              f"{first_line[:300]}{hint}") from exc
     if not isinstance(model, keras.Model):

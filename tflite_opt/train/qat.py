@@ -30,35 +30,6 @@ def _default_scheme(per_channel: bool = False) -> Any:
     return tfmot().quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
 
-@contextlib.contextmanager
-def _per_tensor_centroids(per_tensor: bool) -> Iterator[None]:
-    """Makes tfmot's (P)CQAT read a Conv2D kernel's clusters per tensor.
-
-    Workaround (tfmot 0.8.1): ``get_centroids`` guesses per-channel clustering for any Conv2D
-    whose channels hold about the same number of unique values, which a per-tensor clustered
-    kernel usually does; each channel's centroids then train apart and the kernel ends with
-    up to clusters x channels unique values. The guess is replaced while the quantizer builds.
-    """
-    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-        cluster_preserve_quantize_registry as cpr,
-    )
-
-    if not per_tensor:
-        yield
-        return
-    original = cpr.get_centroids
-
-    def get_centroids_per_tensor(layer, weight, data_format):
-        centroids, index = cpr.get_unique(weight)
-        return centroids, tf.size(centroids), index, False
-
-    cpr.get_centroids = get_centroids_per_tensor
-    try:
-        yield
-    finally:
-        cpr.get_centroids = original
-
-
 def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False) -> Any:
     """tfmot's (P)CQAT scheme with one weight quantizer per layer, clusters read per tensor.
 
@@ -67,7 +38,8 @@ def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False)
     quantizer sets its own ``preserve_sparsity = False`` when it builds on a layer without
     zeros (e.g. the unpruned first conv). Every later layer then silently gets CQAT instead of
     PCQAT and loses its sparsity. A fresh config and quantizer per layer keep the decision per
-    layer. See also :func:`_per_tensor_centroids`.
+    layer. The quantizers and config are ``qat_saving``'s, so the model saves and loads back;
+    see also ``qat_saving.per_tensor_centroids``.
     """
     import copy
 
@@ -78,15 +50,15 @@ def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False)
         default_8bit_quantize_registry,
     )
 
-    class ConvQuantizer(cpr.ClusterPreserveDefault8BitConvWeightsQuantizer):
-        def build(self, tensor_shape, name, layer):
-            with _per_tensor_centroids(not per_channel):
-                return super().build(tensor_shape, name, layer)
+    from tflite_opt.train.qat_saving import (ClusterPreservingConvWeightsQuantizer,
+                                             ClusterPreservingWeightsQuantizer,
+                                             PreservingQuantizeConfig)
 
-    class WeightsQuantizer(cpr.ClusterPreserveDefault8BitWeightsQuantizer):
-        def build(self, tensor_shape, name, layer):
-            with _per_tensor_centroids(not per_channel):
-                return super().build(tensor_shape, name, layer)
+    def ConvQuantizer(keep_zeros: bool) -> Any:
+        return ClusterPreservingConvWeightsQuantizer(keep_zeros, per_channel=per_channel)
+
+    def WeightsQuantizer(keep_zeros: bool) -> Any:
+        return ClusterPreservingWeightsQuantizer(keep_zeros, per_channel=per_channel)
 
     class PerLayerRegistry(cpr.Default8bitClusterPreserveQuantizeRegistry):
         def __init__(self, preserve_sparsity: bool) -> None:
@@ -102,11 +74,12 @@ def _cluster_preserve_scheme(preserve_sparsity: bool, per_channel: bool = False)
                 return None
             config = copy.copy(base.get_quantize_config(layer))
             config = self.apply_cluster_preserve_quantize_config(layer, config)
+            # A config that saves its quantizer (tfmot's drop it: see qat_saving).
             quantizer = getattr(config, "weight_quantizer", None)
             if isinstance(quantizer, cpr.ClusterPreserveDefault8BitConvWeightsQuantizer):
-                config.weight_quantizer = ConvQuantizer(self.keep_zeros)
-            elif isinstance(quantizer, cpr.ClusterPreserveDefault8BitWeightsQuantizer):
-                config.weight_quantizer = WeightsQuantizer(self.keep_zeros)
+                return PreservingQuantizeConfig.wrapping(config, ConvQuantizer(self.keep_zeros))
+            if isinstance(quantizer, cpr.ClusterPreserveDefault8BitWeightsQuantizer):
+                return PreservingQuantizeConfig.wrapping(config, WeightsQuantizer(self.keep_zeros))
             return config
 
     base = tfmot().experimental.combine.Default8BitClusterPreserveQuantizeScheme
@@ -144,13 +117,14 @@ def _concat_inputs_use(scheme: Any) -> Iterator[None]:
         yield
         return
     module = transforms.default_8bit_quantize_registry
+    from tflite_opt.train.qat_saving import PreservingQuantizeConfig
 
     class Registry(module.Default8BitQuantizeRegistry):
         def _get_quantize_config(self, layer_type):
             config = super()._get_quantize_config(layer_type)
             quantizer = quantizer_for(layer_type)
-            if quantizer is not None and hasattr(config, "weight_quantizer"):
-                config.weight_quantizer = quantizer
+            if quantizer is not None and isinstance(config, module.Default8BitQuantizeConfig):
+                return PreservingQuantizeConfig.wrapping(config, quantizer)  # saves it
             return config
 
     shim = type(module)(module.__name__)
@@ -175,12 +149,24 @@ def _pqat_scheme(per_channel: bool = False) -> Any:
         default_8bit_quantize_registry,
     )
 
+    from tflite_opt.train.qat_saving import (PreservingQuantizeConfig,
+                                             PrunePreservingConvWeightsQuantizer,
+                                             PrunePreservingWeightsQuantizer)
+
     class Registry(ppr.Default8bitPrunePreserveQuantizeRegistry):
         def get_quantize_config(self, layer):
             # Same weightless-layer fix as in _cluster_preserve_scheme.
             if not default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer):
                 return None
-            return super().get_quantize_config(layer)
+            config = super().get_quantize_config(layer)
+            # tfmot's shared quantizer, in a config that does not save it: ours, one per layer
+            quantizer = getattr(config, "weight_quantizer", None)
+            if isinstance(quantizer, ppr.PrunePreserveDefault8BitConvWeightsQuantizer):
+                return PreservingQuantizeConfig.wrapping(config,
+                                                         PrunePreservingConvWeightsQuantizer())
+            if isinstance(quantizer, ppr.PrunePreserveDefault8BitWeightsQuantizer):
+                return PreservingQuantizeConfig.wrapping(config, PrunePreservingWeightsQuantizer())
+            return config
 
     class Scheme(tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme):
         def get_quantize_registry(self):
@@ -188,9 +174,9 @@ def _pqat_scheme(per_channel: bool = False) -> Any:
 
         def weight_quantizer_for(self, layer_class: type) -> Any:
             if layer_class is keras.layers.Conv2D:
-                return ppr.PrunePreserveDefault8BitConvWeightsQuantizer()
+                return PrunePreservingConvWeightsQuantizer()
             if layer_class is keras.layers.Dense:
-                return ppr.PrunePreserveDefault8BitWeightsQuantizer()
+                return PrunePreservingWeightsQuantizer()
             return None
 
     return Scheme()
