@@ -25,8 +25,12 @@ $(STAMP): setup.cfg pyproject.toml requirements.lock
 run: $(STAMP)
 	$(PY) scripts/optimize.py --output_dir=outputs
 
+# The suite runs on TEST_WORKERS pytest-xdist processes: CI has 2 cores and most tests are
+# Python-bound on tiny models, so one process leaves a core idle. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py --suite=all --output_dir=benchmark_results

@@ -17,6 +17,38 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`). Each worker
+# builds its own copy of a module or session fixture, so the tests sharing an expensive one
+# (child processes importing TensorFlow, a trained model, a whole pipeline run, conversions)
+# are kept on one worker: each path below is one xdist group. Without xdist the marks do nothing.
+ONE_WORKER_PATHS = (
+    "tests/test_bad_cli_inputs.py",  # outcomes: four child processes
+    "tests/test_hostile_inputs.py",  # script_runs: child processes
+    "tests/test_pipeline.py",  # pipeline_run: the whole pipeline
+    "tests/test_digits_eval.py",  # eval_and_plain: the augmented eval set
+    "tests/convert/test_accuracy_aware.py",  # outlier_case: a trained model
+    "tests/convert/test_mediapipe_target.py",  # example_model, digits_rgb
+    "tests/runtime/test_runtime_fuzz.py",  # mutants
+    "tests/train/test_keras3_qat.py",  # float_model: trained for 6 epochs
+    "tests/train/test_train_own_fit_paths.py",  # stages: a plan run
+    "tests/ondevice/",  # exported: four models exported once
+    "tests/federated/",  # tiny_run: a model exported once
+)
+
+
+def pytest_configure(config):
+    # pytest-xdist registers the mark itself; this keeps `-p no:xdist` free of warnings.
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path.relative_to(REPO_ROOT).as_posix()
+        group = next((p for p in ONE_WORKER_PATHS if path.startswith(p)), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
