@@ -152,11 +152,16 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
         >>> model = load_model("saved_models/digits_cnn.keras")
     """
     fmt = model_format(path)
-    saved_by_keras3 = saved_keras_version(path, fmt).startswith("3.")
+    try:
+        saved_by_keras3, version_error = saved_keras_version(path, fmt).startswith("3."), None
+    except ModelLoadError as exc:  # raised after the scan, which may say more about the file
+        saved_by_keras3, version_error = False, exc
     if not saved_by_keras3:  # tflite_opt's QAT quantizers, registered before the scan names them
         import tflite_opt.train.qat_saving  # noqa: F401
     if not trust_model:  # before Keras deserializes anything: loading may run the file's code
         check_model_file(path, fmt, allowed_names=registered_names(custom_objects or {}))
+    if version_error is not None:
+        raise version_error
     if saved_by_keras3:
         return _load_keras3(path, fmt, compile, trust_model, custom_objects)
     try:
