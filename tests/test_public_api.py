@@ -29,7 +29,7 @@ EXPECTED = {
     "quantize_aware", "read_metadata", "read_tflite", "run_pipeline", "strip", "train_digits_cnn",
     "training_callbacks", "weight_stats",
     "ChannelPruningResult", "prune_channels", "ModelCost", "model_cost",
-    "OnDeviceExport", "OnDeviceTrainer", "export_trainable",
+    "OnDeviceExport", "OnDeviceTrainer", "export_trainable", "warmup_cosine",
     "FedAvgConfig", "FederatedJobConfig", "FederatedJobResult", "FederatedResult", "Partition",
     "UpdateRejectedError", "dirichlet_partition", "run_fedavg", "run_federated_job", "run_flower",
     "Budgets", "Candidate", "LatencyTable", "SearchConfig", "SearchResult", "SearchSpace",

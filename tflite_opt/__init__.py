@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     # on-device and federated learning
     **dict.fromkeys(("export_trainable", "OnDeviceExport"), "tflite_opt.ondevice.export"),
     "OnDeviceTrainer": "tflite_opt.ondevice.runner",
+    "warmup_cosine": "tflite_opt.ondevice.schedules",
     **dict.fromkeys(("Partition", "dirichlet_partition"), "tflite_opt.federated.partition"),
     **dict.fromkeys(("FedAvgConfig", "FederatedResult", "run_fedavg"), "tflite_opt.federated.fedavg"),
     "run_flower": "tflite_opt.federated.flower",
