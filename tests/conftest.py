@@ -20,7 +20,10 @@ sys.path.insert(0, str(REPO_ROOT))
 # `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`). Each worker
 # builds its own copy of a module or session fixture, so the tests sharing an expensive one
 # (child processes importing TensorFlow, a trained model, a whole pipeline run, conversions)
-# are kept on one worker: each path below is one xdist group. Without xdist the marks do nothing.
+# are kept on one worker: each path below is one unit of work; every other test is a unit of
+# its own. xdist_group marks cannot say this with pytest 9.2: xdist 3.8.0 tags the group onto
+# the node id through a field pytest 9.2 no longer reads (pytest-xdist issue #1386), so the
+# scheduler below groups by path instead.
 ONE_WORKER_PATHS = (
     "tests/test_bad_cli_inputs.py",  # outcomes: four child processes
     "tests/test_hostile_inputs.py",  # script_runs: child processes
@@ -36,18 +39,20 @@ ONE_WORKER_PATHS = (
 )
 
 
-def pytest_configure(config):
-    # pytest-xdist registers the mark itself; this keeps `-p no:xdist` free of warnings.
-    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without the plugin
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own scheduler for the other --dist modes
+    from xdist.scheduler import LoadGroupScheduling
 
+    class PathGroupScheduling(LoadGroupScheduling):
+        """loadgroup, with each of the ONE_WORKER_PATHS one group."""
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.path.relative_to(REPO_ROOT).as_posix()
-        group = next((p for p in ONE_WORKER_PATHS if path.startswith(p)), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        def _split_scope(self, nodeid: str) -> str:
+            path = next((p for p in ONE_WORKER_PATHS if nodeid.startswith(p)), None)
+            return path or super()._split_scope(nodeid)
+
+    return PathGroupScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
