@@ -19,7 +19,7 @@ import contextlib
 import re
 from typing import Any, Callable, Iterator
 
-from tflite_opt._keras import keras, tf
+from tflite_opt._keras import keras
 from tflite_opt.errors import InvalidArgumentError, UnsupportedLayerError
 from tflite_opt.train.layers import check_graph_model, deep_copy, tfmot
 from tflite_opt.train.qat_warnings import (quiet_clustered_kernel_gradients,

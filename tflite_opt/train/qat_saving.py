@@ -266,7 +266,8 @@ class _PrunePreserving:
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class PrunePreservingWeightsQuantizer(_PrunePreserving, ppr.PrunePreserveDefault8BitWeightsQuantizer):
+class PrunePreservingWeightsQuantizer(_PrunePreserving,
+                                      ppr.PrunePreserveDefault8BitWeightsQuantizer):
     """tfmot's PQAT quantizer for Dense kernels, savable.
 
     Example:
@@ -326,7 +327,9 @@ class PreservingQuantizeConfig(registry8.Default8BitQuantizeConfig):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(),
-                "weight_quantizer": keras.utils.legacy.serialize_keras_object(self.weight_quantizer)}
+                # tfmot's wrappers serialize with the legacy functions: registered names
+                "weight_quantizer": keras.utils.legacy.serialize_keras_object(
+                    self.weight_quantizer)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "PreservingQuantizeConfig":
