@@ -52,7 +52,7 @@ from tflite_opt.search.pareto import pareto_table
 from tflite_opt.search.space import weight_bytes_lower_bound
 
 TRIALS = 10
-EPOCHS = 5
+EPOCHS = 8
 LATENCY_BUDGET_US = 50.0
 SIZE_BUDGET_BYTES = 96 * 1024
 SPACE = SearchSpace(widths=(0.25, 0.5, 1.0), depths=(0.5, 1.0), kernel_sizes=(3, 5),
