@@ -33,7 +33,8 @@ over_budget_after_conversion, trained, best_eval_accuracy, best_eval_accuracy_ci
 best_candidate, remeasured_near_budget (trials measured again: first figure within the
 measured noise of the budget), latency_noise_max (the largest relative noise a margin was
 derived from), fixed_builder, fixed_eval_accuracy, fixed_eval_accuracy_ci95, fixed_latency_us,
-fixed_size_bytes, pick_minus_fixed_ci95 (eval-set points, McNemar), cpu, load_average.
+fixed_size_bytes, pick_latency_us_side_by_side (the pick, interleaved with the fixed builder),
+pick_minus_fixed_ci95 (eval-set points, McNemar), cpu, load_average.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ flags.DEFINE_string("output_dir", "outputs/search", "Folder for the Pareto table
                     "trial records and the best model (and KerasTuner's project, .tuner/).")
 flags.DEFINE_enum("oracle", "bayesian", ["random", "bayesian", "hyperband"],
                   "KerasTuner oracle that picks the candidates.")
-flags.DEFINE_integer("epochs", 5, "Float training epochs per candidate (Hyperband: the most "
+flags.DEFINE_integer("epochs", 8, "Float training epochs per candidate (Hyperband: the most "
                      "it gives one).", lower_bound=1)
 flags.DEFINE_float("learning_rate", 2e-3, "Start of the cosine-decayed Adam learning rate.",
                    lower_bound=0.0)
