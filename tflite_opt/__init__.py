@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
                      "InterpreterOptions", "DelegateSpec"), "tflite_opt.runtime"),
     **dict.fromkeys(("HostCPU", "host_cpu"), "tflite_opt.runtime.host_cpu"),
     **dict.fromkeys(("ModelCost", "model_cost"), "tflite_opt.runtime.cost"),
+    **dict.fromkeys(("ArenaEstimate", "arena_estimate"), "tflite_opt.runtime.allocation_guard"),
     # hardware-aware architecture search
     **dict.fromkeys(("run_search", "SearchConfig", "SearchResult", "SearchSpace", "Candidate",
                      "Budgets", "LatencyTable"), "tflite_opt.search"),
