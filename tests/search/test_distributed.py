@@ -11,7 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_FLAGS = ["--architectures=mobilenet_v2_like", "--widths=0.25", "--depths=0.5",
               "--kernel_sizes=3,5", "--resolutions=8", "--precisions=float32", "--sparsities=0",
               "--clusters=0", "--epochs=1", "--benchmark_runs=5", "--oracle=random",
-              "--trials=2", "--budget_latency_ms=1000", "--budget_size_kb=1000"]
+              "--trials=2", "--budget_latency_ms=1000", "--budget_size_kb=1000",
+              # This test is about the chief and the workers: train on the images as they are,
+              # score few, measure once (test_training_and_latency_check covers those).
+              "--noaugmentation", "--validation_copies=1", "--latency_repeats=0"]
 
 
 def _free_port() -> int:

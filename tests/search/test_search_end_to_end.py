@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from tflite_opt.search import Budgets, SearchConfig, SearchSpace, run_search
@@ -19,7 +20,7 @@ def test_two_trial_search_writes_pareto_and_a_best_model_within_budget(tmp_path)
 
     budgets = Budgets(latency_us=1e6, size_bytes=200_000)
     config = SearchConfig(str(tmp_path), budgets, TINY, trials=2, oracle="random", epochs=1,
-                          benchmark_runs=5, verbose=0)
+                          benchmark_runs=5, validation_copies=2, verbose=0)
     result = run_search(config)
 
     by_width = {r["candidate"]["width"]: r for r in result.records}
@@ -28,6 +29,15 @@ def test_two_trial_search_writes_pareto_and_a_best_model_within_budget(tmp_path)
     assert not wide["trained"] and wide["rejected_at"] == "size" and wide["score"] < 0
     assert small["trained"] and 0.0 <= small["accuracy"] <= 1.0 and small["latency_us"] > 0
     assert small["score"] == pytest.approx(small["accuracy"])  # within budget
+    # Timed against the search's reference; measured again only within the margin.
+    check = small["latency_check"]
+    assert (tmp_path / ".tuner" / "reference.tflite").is_file()
+    first = check["candidate_medians_us"][0]
+    assert check["remeasured"] == (abs(first - budgets.latency_us) <= check["margin_us"])
+    assert len(check["reference_medians_us"]) == len(check["candidate_medians_us"])
+    assert small["latency_us"] == pytest.approx(np.median(check["candidate_medians_us"]))
+    recipe = json.loads((tmp_path / "best" / "recipe.json").read_text())
+    assert recipe["training"]["augmentation"] is not None  # trained as train_from_scratch does
     with open(tmp_path / "pareto.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["trial"], r["pareto"]) for r in rows] == [(small["trial_id"], "True")]

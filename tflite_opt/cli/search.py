@@ -71,7 +71,8 @@ flags.DEFINE_integer("benchmark_runs", 50, "Interleaved rounds per latency measu
                      lower_bound=1)
 flags.DEFINE_integer("latency_repeats", 5, "Extra measurements (against the reference) of a "
                      "candidate whose first one is within the measured noise of the latency "
-                     "budget; the budget is checked on the median.", lower_bound=0)
+                     "budget; the budget is checked on the median. 0 measures once, without the "
+                     "reference.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the oracle, the data split and the training.",
                      lower_bound=0, upper_bound=2**31 - 1)
 flags.DEFINE_integer("verbose", 1, "0 quiet, 1 a summary per trial.")

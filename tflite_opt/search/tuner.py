@@ -80,7 +80,8 @@ class SearchConfig:
         measure_threads: Thread counts ``find_fastest_config`` tries. Defaults to (1,).
         benchmark_runs: Interleaved rounds per measurement. Defaults to 50.
         latency_repeats: Extra measurements of a candidate whose first one lies within the
-            measured noise of the latency budget (``latency_check``). Defaults to 5.
+            measured noise of the latency budget (``latency_check``); 0 measures once, without
+            the reference. Defaults to 5.
         calibration_samples: Training images calibrating int8. Defaults to 100.
         seed: Oracle and training seed. Defaults to 0.
         verbose: 0 quiet, 1 KerasTuner's trial summaries and a line per trial. Defaults to 1.
@@ -194,8 +195,9 @@ def _tuner_class() -> type:
                 # nas suite); its figures are known, so the trial reuses them, untrained.
                 record = {**earlier, "duplicate_of": earlier["trial_id"], "seconds": 0.0}
             else:
-                reference = None
-                if self.table is None and self.config.budgets.latency_us is not None:
+                reference = None  # only a re-measurement near the budget needs one
+                if self.table is None and self.config.budgets.latency_us is not None \
+                        and self.config.latency_repeats > 0:
                     reference = reference_model(Path(self.project_dir).parent)
                 record = evaluate_candidate(
                     candidate, self.data(candidate.resolution), self.config, self.table,
