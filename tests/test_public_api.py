@@ -30,7 +30,7 @@ EXPECTED = {
     "training_callbacks", "weight_stats",
     "ChannelPruningResult", "prune_channels", "ModelCost", "model_cost",
     "OnDeviceExport", "OnDeviceTrainer", "export_trainable", "warmup_cosine",
-    "ArenaEstimate", "arena_estimate",
+    "ArenaEstimate", "arena_estimate", "augmented_validation_split",
     "FedAvgConfig", "FederatedJobConfig", "FederatedJobResult", "FederatedResult", "Partition",
     "UpdateRejectedError", "dirichlet_partition", "run_fedavg", "run_federated_job", "run_flower",
     "Budgets", "Candidate", "LatencyTable", "SearchConfig", "SearchResult", "SearchSpace",

@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # data
     **dict.fromkeys(("Dataset", "load_digits"), "tflite_opt.data.digits"),
-    "load_digits_eval": "tflite_opt.data.digits_eval",
+    **dict.fromkeys(("load_digits_eval", "augmented_validation_split"),
+                    "tflite_opt.data.digits_eval"),
     "load_digits_rgb": "tflite_opt.data.digits_rgb",
     **dict.fromkeys(("Augmentation", "augmented_dataset"), "tflite_opt.data.augment"),
     **dict.fromkeys(("ImagePreprocessing", "InputSpec", "load_calibration_data",
