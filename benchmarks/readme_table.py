@@ -92,7 +92,11 @@ def _distill(s: dict) -> str:
             f"{_pct(s['distilled_accuracy'])} vs labels only {_pct(s['labels_only_accuracy'])}, gain "
             f"{s['distill_gain_points']:+.2f} points, 95% CI [{s['distill_gain_ci95_low']:+.2f}, "
             f"{s['distill_gain_ci95_high']:+.2f}]; default recipe with self-distillation "
-            f"{_pct(s['self_distilled_recipe_accuracy'])} vs without {_pct(s['plain_recipe_accuracy'])}")
+            f"{_pct(s['self_distilled_recipe_accuracy'])} vs without {_pct(s['plain_recipe_accuracy'])}"
+            + (f", gzip {s['self_distilled_minus_plain_gzip_percent']:+.2f}% (95% CI "
+               f"[{s['self_distilled_minus_plain_gzip_ci95_low']:+.2f}, "
+               f"{s['self_distilled_minus_plain_gzip_ci95_high']:+.2f}])"
+               if "self_distilled_minus_plain_gzip_percent" in s else ""))
 
 
 def _decompose(s: dict) -> str:
@@ -134,7 +138,10 @@ def _nas(s: dict) -> str:
             f"chosen {c['architecture']} width {c['width']} at {c['resolution']} px {c['precision']}: "
             f"{s['best_latency_us']:.1f} us, {s['best_size_bytes'] / 1024:.1f} KB against budgets of "
             f"{s['latency_budget_us']:.0f} us and {s['size_budget_bytes'] / 1024:.0f} KB; "
-            f"{s['remeasured_latency_us']:.1f} us measured again in a fresh process")
+            f"{s['remeasured_latency_us']:.1f} us measured again in a fresh process"
+            + (f"; eval-set accuracy {_pct(s['best_eval_accuracy'])} (95% CI "
+               f"[{_pct(s['best_eval_accuracy_ci95'][0])}, {_pct(s['best_eval_accuracy_ci95'][1])}])"
+               if "best_eval_accuracy" in s else ""))
 
 
 ROWS: dict[str, Callable[[dict], str]] = {
