@@ -113,7 +113,21 @@ def _inner_weights_first(wrapper: Any) -> None:
     own[:0] = missing
 
 
-class _ClusterPreserving:
+class _ConfigDefined:
+    """A quantizer rebuilt from, and compared by, its config (what a saved file holds)."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        return cls(**config)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __ne__(self, other: Any) -> bool:
+        return not self == other
+
+
+class _ClusterPreserving(_ConfigDefined):
     """Build, save and rebuild of tfmot's cluster-preserving weight quantizers.
 
     ``layout`` is None while ``quantize_aware`` builds (read from the kernel's values, as
@@ -190,16 +204,6 @@ class _ClusterPreserving:
         return {"preserve_sparsity": self.preserve_sparsity, "per_channel": self.per_channel,
                 "layout": self.layout}
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Any:
-        return cls(**config)
-
-    def __eq__(self, other: Any) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __ne__(self, other: Any) -> bool:
-        return not self == other
-
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class ClusterPreservingWeightsQuantizer(_ClusterPreserving,
@@ -238,7 +242,7 @@ class ClusterPreservingConvWeightsQuantizer(_ClusterPreserving,
             self, tensor_shape, name, layer)
 
 
-class _PrunePreserving:
+class _PrunePreserving(_ConfigDefined):
     """PQAT quantizers whose sparsity mask is a saved variable (tfmot's is a tensor)."""
 
     def _build_sparsity_mask(self, name: str, layer: Any) -> dict[str, Any]:
@@ -253,16 +257,6 @@ class _PrunePreserving:
 
     def get_config(self) -> dict[str, Any]:
         return {"restored": self.restored}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Any:
-        return cls(**config)
-
-    def __eq__(self, other: Any) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __ne__(self, other: Any) -> bool:
-        return not self == other
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
