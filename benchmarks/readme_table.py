@@ -29,6 +29,11 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _ci(s: dict, key: str, spec: str = "+.2f") -> str:
+    """``95% CI [low, high]`` from a summary's ``{key}_ci95_low`` and ``{key}_ci95_high``."""
+    return f"95% CI [{s[key + '_ci95_low']:{spec}}, {s[key + '_ci95_high']:{spec}}]"
+
+
 def _pipeline(s: dict) -> str:
     return (f"float Keras {_pct(s['float_keras_accuracy'])}, int8 `.tflite` {_pct(s['int8_accuracy'])} "
             f"(drop {s['accuracy_drop_points']:+.2f} points); gzip {s['gzip_ratio_vs_float']:.3f}x and "
@@ -74,8 +79,7 @@ def _compare(s: dict) -> str:
             f"({name(s['baseline_best_variant'])}); accuracy {_pct(s['ours_best_accuracy'])} vs "
             f"{_pct(s['baseline_best_accuracy'])} (trained variants: mean of "
             f"{s['seeds_per_trained_variant']} seeds), ours minus baseline "
-            f"{s['ours_minus_baseline_accuracy_points']:+.2f} points, 95% CI "
-            f"[{s['ours_minus_baseline_ci95_low']:+.2f}, {s['ours_minus_baseline_ci95_high']:+.2f}] "
+            f"{s['ours_minus_baseline_accuracy_points']:+.2f} points, {_ci(s, 'ours_minus_baseline')} "
             f"(paired, {s['eval_images']:,} images): {s['ours_vs_baseline_verdict']}")
 
 
@@ -90,12 +94,11 @@ def _keras3(s: dict) -> str:
 def _distill(s: dict) -> str:
     return (f"student at {s['student_params_ratio']:.2f}x params: distilled "
             f"{_pct(s['distilled_accuracy'])} vs labels only {_pct(s['labels_only_accuracy'])}, gain "
-            f"{s['distill_gain_points']:+.2f} points, 95% CI [{s['distill_gain_ci95_low']:+.2f}, "
-            f"{s['distill_gain_ci95_high']:+.2f}]; default recipe with self-distillation "
+            f"{s['distill_gain_points']:+.2f} points, {_ci(s, 'distill_gain')}; default recipe with "
+            f"self-distillation "
             f"{_pct(s['self_distilled_recipe_accuracy'])} vs without {_pct(s['plain_recipe_accuracy'])}"
-            + (f", gzip {s['self_distilled_minus_plain_gzip_percent']:+.2f}% (95% CI "
-               f"[{s['self_distilled_minus_plain_gzip_ci95_low']:+.2f}, "
-               f"{s['self_distilled_minus_plain_gzip_ci95_high']:+.2f}])"
+            + (f", gzip {s['self_distilled_minus_plain_gzip_percent']:+.2f}% "
+               f"({_ci(s, 'self_distilled_minus_plain_gzip')})"
                if "self_distilled_minus_plain_gzip_percent" in s else ""))
 
 
@@ -110,15 +113,15 @@ def _decompose(s: dict) -> str:
 def _latency_pruning(s: dict) -> str:
     return (f"channel pruning {100 * s['channel_ratio']:.0f}%: int8 latency "
             f"{s['latency_ratio_vs_dense']:.2f}x, float32 {s['latency_ratio_vs_dense_float']:.2f}x of the "
-            f"dense file (interleaved), accuracy drop {s['accuracy_drop']:+.2f} points, 95% CI "
-            f"[{s['accuracy_drop_ci95_low']:+.2f}, {s['accuracy_drop_ci95_high']:+.2f}]; 75% magnitude "
+            f"dense file (interleaved), accuracy drop {s['accuracy_drop']:+.2f} points, "
+            f"{_ci(s, 'accuracy_drop')}; 75% magnitude "
             f"sparsity: int8 latency {s['unstructured_latency_ratio_int8']:.2f}x (no speedup)")
 
 
 def _ondevice(s: dict) -> str:
     return (f"fresh head trained only through the `.tflite` train signature: held-out accuracy "
             f"{_pct(s['accuracy_before'])} -> {_pct(s['accuracy_after'])} (+{s['gain_points']:.1f} points, "
-            f"95% CI [{s['gain_ci95_low']:+.1f}, {s['gain_ci95_high']:+.1f}]); {s['flex_ops']} Flex ops, "
+            f"{_ci(s, 'gain', '+.1f')}); {s['flex_ops']} Flex ops, "
             f"{s['custom_ops']} custom ops")
 
 
@@ -126,8 +129,8 @@ def _federated(s: dict) -> str:
     return (f"FedAvg, {s['clients']} non-IID clients (Dirichlet alpha {s['dirichlet_alpha']}), "
             f"{s['rounds']} rounds x {s['local_epochs']} local epochs through the `.tflite`: "
             f"{_pct(s['federated_accuracy'])} vs centralized {_pct(s['centralized_accuracy'])} "
-            f"({s['difference_points']:+.2f} points, 95% CI [{s['difference_ci95_low']:+.2f}, "
-            f"{s['difference_ci95_high']:+.2f}], {s['seeds']} seeds); Flower engine gives the same "
+            f"({s['difference_points']:+.2f} points, {_ci(s, 'difference')}, {s['seeds']} seeds); "
+            f"Flower engine gives the same "
             f"weights: {s['flower_matches_local']}")
 
 
