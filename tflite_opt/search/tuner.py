@@ -33,7 +33,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from tflite_opt.errors import InvalidArgumentError
 from tflite_opt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -228,30 +228,29 @@ def search_data(config: SearchConfig, resolution: int) -> Any:
                                       seed=config.seed + 1, split_seed=config.seed)
 
 
-def _reference_history(project_dir: Path) -> list[float]:
-    """The reference's medians in every finished trial of this search (all workers')."""
-    history = []
+def _original_records(project_dir: Path) -> Iterator[dict]:
+    """The readable records of this search's finished trials (all workers') that ran their
+    candidate, not copies of an earlier trial's figures."""
     for path in sorted(project_dir.glob(f"trial_*/{RECORD_FILE}")):
         try:
             record = json.loads(path.read_text())
         except ValueError:
             continue
         if not record.get("duplicate_of"):
-            history += (record.get("latency_check") or {}).get("reference_medians_us", [])
-    return history
+            yield record
+
+
+def _reference_history(project_dir: Path) -> list[float]:
+    """The reference's medians in every finished trial of this search (all workers')."""
+    return [median for record in _original_records(project_dir)
+            for median in (record.get("latency_check") or {}).get("reference_medians_us", [])]
 
 
 def _earlier_record(project_dir: Path, candidate: Candidate, epochs: int) -> dict | None:
     """The record of a finished trial of the same candidate and epochs (not itself a copy)."""
-    for path in sorted(project_dir.glob(f"trial_*/{RECORD_FILE}")):
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if record.get("candidate") == candidate.to_dict() and record.get("epochs") == epochs \
-                and not record.get("duplicate_of"):
-            return record
-    return None
+    return next((record for record in _original_records(project_dir)
+                 if record.get("candidate") == candidate.to_dict()
+                 and record.get("epochs") == epochs), None)
 
 
 def _one_line(record: dict) -> str:
