@@ -466,13 +466,9 @@ class OptimizationPlan:
                 # (index > first_compression only when resuming, so plan_dir holds the file)
                 float_teacher = current if index == first_compression else \
                     _load_own_model(plan_dir / f"stage{first_compression}_input.keras")
-            channel_pruning = None
             with scope():
-                if isinstance(stage, PruneStage) and stage.objective == "latency":
-                    pruned_channels = prune_channels_stage(current, stage, self.recipe.policy)
-                    wrapped, channel_pruning = pruned_channels.model, pruned_channels.to_dict()
-                else:
-                    wrapped = self._wrap(stage, current, steps, pruned_before, clustered_before)
+                wrapped, channel_pruning = self._wrap(stage, current, steps, pruned_before,
+                                                      clustered_before)
                 trainer = self._trainer(stage, wrapped, current, float_teacher)
                 # Self-distillation: the student's BatchNorm normalizes as its frozen teacher's.
                 frozen = freeze_batch_norm(wrapped) if trainer is not wrapped and \
@@ -548,30 +544,34 @@ class OptimizationPlan:
                           layer_stats=weight_stats(current), optimized_layers=optimized_layers)
 
     def _wrap(self, stage: Any, current: keras.Model, steps: int, pruned_before: bool,
-              clustered_before: bool) -> keras.Model:
+              clustered_before: bool) -> tuple[keras.Model, dict[str, Any] | None]:
+        """The model the stage trains, and what a channel-pruning stage removed
+        (``StageRecord.channel_pruning``; None for every other stage)."""
         policy = self.recipe.policy
         if isinstance(stage, DistillStage):
             if stage.student in STUDENT_BUILDERS:
                 return build_student(stage.student, self._distill_teacher(stage, current),
-                                     dict(stage.student_options))
+                                     dict(stage.student_options)), None
             from tflite_opt.models.loading import load_model
 
-            return load_model(stage.student)  # a user's file: scanned, never trusted
+            return load_model(stage.student), None  # a user's file: scanned, never trusted
         if isinstance(stage, DecomposeStage):
             from tflite_opt.train.decompose import decompose_stage
 
-            return decompose_stage(current, stage, policy)
+            return decompose_stage(current, stage, policy), None
         if isinstance(stage, PruneStage) and stage.objective == "latency":
-            return prune_channels_stage(current, stage, policy).model
+            pruned = prune_channels_stage(current, stage, policy)
+            return pruned.model, pruned.to_dict()
         if isinstance(stage, PruneStage):
-            return prune(current, stage=stage, policy=policy, total_steps=stage.epochs * steps)
+            return prune(current, stage=stage, policy=policy,
+                         total_steps=stage.epochs * steps), None
         if isinstance(stage, ClusterStage):
-            return cluster(current, stage=stage, policy=policy)
+            return cluster(current, stage=stage, policy=policy), None
         scheme = resolve_scheme(stage.scheme, pruned_before, clustered_before)
         cluster_stage = self.recipe.stage("cluster")
         per_channel = bool(cluster_stage is not None and cluster_stage.per_channel)
         return quantize_aware(current, scheme=scheme, skip=policy.skip,
-                              per_channel_clusters=per_channel)
+                              per_channel_clusters=per_channel), None
 
     def _restore_final(self, plan_dir: Path, state: dict[str, Any], steps: int) -> keras.Model:
         last = self.recipe.stages[-1]
@@ -580,8 +580,9 @@ class OptimizationPlan:
         index = len(self.recipe.stages) - 1
         before = self.recipe.stages[:index]
         stage_input = _load_own_model(plan_dir / f"stage{index}_input.keras")
-        wrapped = self._wrap(last, stage_input, steps, any(_zeroes_weights(s) for s in before),
-                             any(s.type == "cluster" for s in before))
+        wrapped, _ = self._wrap(last, stage_input, steps,
+                                any(_zeroes_weights(s) for s in before),
+                                any(s.type == "cluster" for s in before))
         float_teacher = None
         if last.distill is not None:
             float_teacher = _load_own_model(
