@@ -39,9 +39,11 @@ def test_export_describes_the_trainable_weights(exported, case_id):
     assert result.weight_names[0] == "w000_dense1_kernel"
     assert result.keras_flavor == item.case.flavor
     assert result.output == ("probabilities" if item.case.kind == "mlp" else "logits")
+    # Per weight: SGD's momentum (if any) or Adam's m and v; then every optimizer's step.
     slots = {"sgd": 2 * len(layers) if dict(item.case.options).get("momentum") else 0,
-             "adam": 2 * 2 * len(layers) + 1}
-    assert len(result.slot_names) == slots[item.case.optimizer]
+             "adam": 2 * 2 * len(layers)}
+    assert len(result.slot_names) == slots[item.case.optimizer] + 1
+    assert result.slot_names[-1] == f"s{slots[item.case.optimizer]:03d}_step"
 
 
 @pytest.mark.parametrize("case_id", IDS)

@@ -96,7 +96,8 @@ def test_schedule_sets_a_rate_before_every_step(exported, digits8):
     for bad in (0.0, -1.0, float("nan"), float("inf"), True, "fast"):
         with pytest.raises(InvalidArgumentError, match="finite number > 0"):
             scheduled.set_learning_rate(bad)
-    with pytest.raises(InvalidArgumentError, match="schedule returned .* step 0"):
+    # The schedule continues from the global step: 6 scheduled and 3 constant-rate steps.
+    with pytest.raises(InvalidArgumentError, match="schedule returned .* step 9"):
         scheduled.fit(x, y, batch_size=16, learning_rate=lambda step: None)
     with pytest.raises(InvalidArgumentError, match="finite number > 0"):
         scheduled.fit(x, y, batch_size=16, learning_rate=lambda step: -step)

@@ -52,7 +52,8 @@ class OnDeviceExport:
             ``set_learning_rate``, ``train``).
         weight_names: The trainable weights' tensor names in ``save``/``restore``, in order.
         weight_shapes: Their shapes.
-        slot_names: The optimizer state's tensor names (Adam: m and v per weight, then step).
+        slot_names: The optimizer state's tensor names (SGD's momentum or Adam's m and v per
+            weight, then the step counter).
         trainable_layers: The Keras layers the device trains.
         frozen_layers: The head's layers the device runs but does not train.
         optimizer: The optimizer and its hyperparameters.

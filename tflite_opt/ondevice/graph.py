@@ -6,9 +6,11 @@ the four signatures of TFLite's on-device training recipe, and one for the learn
 
 - ``train(x, y) -> {"loss"}``: one optimizer step on a batch; the loss before the step.
 - ``infer(x) -> {"probabilities"}`` if the model ends in softmax, else ``{"logits"}``.
-- ``save() -> {name: weight or optimizer state}``: the weights (``w000_...``) and optimizer
-  state (``s000_...``) as outputs, in place of the recipe's ``tf.raw_ops.Save`` (a Flex op).
-- ``restore(**same names) -> {"restored"}``: assigns them (the recipe's ``Restore`` is Flex too).
+- ``save() -> {name: weight or optimizer state}``: the weights (``w000_...``), the optimizer
+  state (``s000_...``, its last the step counter ``sNNN_step``) and ``learning_rate`` as
+  outputs, in place of the recipe's ``tf.raw_ops.Save`` (a Flex op).
+- ``restore(**same names) -> {"restored"}``: assigns them (the recipe's ``Restore`` is Flex too);
+  a ``learning_rate`` that is not a finite number > 0 keeps the rate in effect.
 - ``set_learning_rate(learning_rate) -> {"learning_rate"}``: sets the rate every later
   ``train`` call uses (initially the exported one); returns the rate in effect.
 
@@ -18,7 +20,14 @@ and Android's ``runSignature`` would read whatever the tensor held), so an input
 default to the exported rate and every existing ``train(x, y)`` caller would break; a variable
 keeps them working, and an app calls ``set_learning_rate`` only when its schedule changes the
 rate (once per epoch, or before each step for warm-up). Like the weights, it lives in the
-interpreter: an app that recreates the interpreter sets it again.
+interpreter; ``save``/``restore`` carry it with the weights, so an app that checkpoints through
+them resumes at the rate it stopped at.
+
+The step counter (float32, exact to 2**24 steps) counts ``train`` calls since the optimizer
+state was last zeroed, as Keras's ``optimizer.iterations``: Adam's bias correction reads it,
+and an app (or ``OnDeviceTrainer.fit``) computes a schedule's rate from it, so a schedule
+resumed from a checkpoint continues where it stopped. Every optimizer keeps it (SGD's update
+does not read it).
 
 The backward pass is written by hand: ``tf.GradientTape`` on a Dense/ReLU head lowers to
 ``ReluGrad`` and ``BroadcastGradientArgs``, which TFLite has only as Flex ops (checked with
@@ -185,11 +194,10 @@ class TrainingModule(tf.Module):
             self.layer_params.append(params)
         self.learning_rate = tf.Variable(optimizer.learning_rate, name=LEARNING_RATE,
                                          dtype=tf.float32)
-        self.step = None
-        if optimizer.has_step:
-            self.step_name = f"{SLOT_PREFIX}{len(self.slot_names):03d}_step"
-            self.step = tf.Variable(0.0, name=self.step_name, dtype=tf.float32)
-            self.slot_names.append(self.step_name)
+        # The last slot: zeroed with the rest of the optimizer state, as Keras's iterations.
+        self.step_name = f"{SLOT_PREFIX}{len(self.slot_names):03d}_step"
+        self.step = tf.Variable(0.0, name=self.step_name, dtype=tf.float32)
+        self.slot_names.append(self.step_name)
 
     # -- the math -------------------------------------------------------------------------
 
@@ -275,12 +283,20 @@ class TrainingModule(tf.Module):
         return tf.TensorSpec((self.batch_size, self.num_classes), tf.float32, name="y")
 
     def _state(self) -> list[tuple[str, Any]]:
-        slots = [v for group in self.slot_variables for v in group]
-        if self.step is not None:
-            slots.append(self.step)
+        slots = [v for group in self.slot_variables for v in group] + [self.step]
         # slot_names were appended weight by weight then the step: same order as ``slots``.
         return list(zip(self.weight_names, self.trainable_variables_)) + \
             list(zip(self.slot_names, slots))
+
+    def _set_rate(self, learning_rate: Any) -> Any:
+        """Assigns ``learning_rate`` if it is a finite number > 0; returns the rate in effect.
+
+        A signature cannot raise an error, so another value (NaN fails both comparisons) is
+        ignored rather than let it wreck the weights.
+        """
+        valid = tf.logical_and(learning_rate > 0.0, learning_rate < float("inf"))
+        self.learning_rate.assign(tf.where(valid, learning_rate, self.learning_rate.read_value()))
+        return self.learning_rate.read_value()
 
     def signatures(self) -> dict[str, Any]:
         """The concrete functions of ``SIGNATURES``, by signature name."""
@@ -289,10 +305,8 @@ class TrainingModule(tf.Module):
         def train(x, y):
             loss, gradients = self._loss_and_gradients(x, y)
             learning_rate = self.learning_rate.read_value()
-            step = None
-            if self.step is not None:
-                self.step.assign_add(1.0)
-                step = self.step.read_value()
+            self.step.assign_add(1.0)
+            step = self.step.read_value()
             for variable, gradient, slots in zip(self.trainable_variables_, gradients,
                                                  self.slot_variables):
                 apply_update(tf, self.optimizer, variable, gradient, slots, step, learning_rate)
@@ -300,13 +314,8 @@ class TrainingModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec((), tf.float32, name=LEARNING_RATE)])
         def set_learning_rate(learning_rate):
-            # A signature cannot raise an error, so a rate that is not a finite number > 0
-            # (NaN fails both comparisons) is ignored rather than let it wreck the weights;
-            # the output says which rate is in effect (so 0 reads it without changing it).
-            valid = tf.logical_and(learning_rate > 0.0, learning_rate < float("inf"))
-            self.learning_rate.assign(tf.where(valid, learning_rate,
-                                               self.learning_rate.read_value()))
-            return {LEARNING_RATE: self.learning_rate.read_value()}
+            # The output says which rate is in effect, so 0 reads it without changing it.
+            return {LEARNING_RATE: self._set_rate(learning_rate)}
 
         @tf.function(input_signature=[self._x_spec(None)])
         def infer(x):
@@ -314,15 +323,20 @@ class TrainingModule(tf.Module):
 
         @tf.function(input_signature=[])
         def save():
-            return {name: tf.identity(variable.read_value()) for name, variable in self._state()}
+            return {name: tf.identity(variable.read_value())
+                    for name, variable in self._state() + [(LEARNING_RATE, self.learning_rate)]}
 
         state = self._state()
 
+        # The rate is restored with the weights so that a checkpoint resumes at its rate; a
+        # caller that has none (a checkpoint from before it was saved) passes 0 to keep it.
         @tf.function(input_signature=[tf.TensorSpec(v.shape, tf.float32, name=n)
-                                      for n, v in state])
+                                      for n, v in state]
+                     + [tf.TensorSpec((), tf.float32, name=LEARNING_RATE)])
         def restore(*values):
-            for (_, variable), value in zip(state, values):
+            for (_, variable), value in zip(state, values[:-1]):
                 variable.assign(value)
+            self._set_rate(values[-1])
             return {"restored": tf.constant(len(values), tf.int32)}
 
         return {"train": train.get_concrete_function(), "infer": infer.get_concrete_function(),

@@ -6,9 +6,9 @@ ops such as ``ResourceApplyAdam`` that TFLite lacks. These are the same formulas
 ``model.fit`` to float tolerance (``tests/ondevice/test_runner.py`` checks it), written with
 ``read``/``assign`` on resource variables, arithmetic, ``sqrt`` and ``pow``.
 
-The optimizer's state (momenta, Adam's moments and step) is held in variables named
-``slot_names``; zeros are a fresh optimizer, which is what ``restore`` with
-``reset_optimizer=True`` writes.
+The optimizer's state (momenta, Adam's moments, and for every optimizer the step counter, as
+Keras's ``optimizer.iterations``) is held in variables named ``slot_names``; zeros are a fresh
+optimizer, which is what ``restore`` with ``reset_optimizer=True`` writes.
 
 Example:
     >>> optimizer = make_optimizer("adam", learning_rate=1e-3)
@@ -72,11 +72,6 @@ class OptimizerSpec:
         if self.name == "adam":
             return ("m", "v")
         return ("momentum",) if self.momentum else ()
-
-    @property
-    def has_step(self) -> bool:
-        """Whether a step counter is kept (Adam's bias correction needs it)."""
-        return self.name == "adam"
 
     def keras_optimizer(self, keras: Any) -> Any:
         """The same optimizer in Keras (``keras`` is either Keras module), for comparisons."""

@@ -7,11 +7,13 @@ signature (and ``set_learning_rate`` for a rate or schedule), ``infer``/``evalua
 ``save``/``restore``, and ``save``/``restore`` keep a checkpoint in an ``.npz`` file (written
 atomically, read with ``allow_pickle=False`` after its headers are checked).
 
-Optimizer state: ``save``/``restore`` (the files) keep the weights *and* the optimizer's
-state (SGD momentum, Adam's moments and step), so training resumes exactly.
-``set_weights(weights)`` starts a fresh optimizer by default (zero moments, step 0), which is
-what a federated client needs each round; ``set_weights(weights, reset_optimizer=False)``
-keeps the current state, and ``reset_optimizer()`` resets it alone.
+Optimizer state: ``save``/``restore`` (the files) keep the weights, the optimizer's state
+(SGD momentum, Adam's moments, the step counter) *and* the learning rate, so training resumes
+exactly: ``fit``'s schedule continues from the restored ``global_step`` (Keras's
+``optimizer.iterations``), not from 0. ``set_weights(weights)`` starts a fresh optimizer by
+default (zero moments, step 0; the rate is kept), which is what a federated client needs each
+round; ``set_weights(weights, reset_optimizer=False)`` keeps the current state, and
+``reset_optimizer()`` resets it alone.
 
 Example:
     >>> trainer = OnDeviceTrainer("outputs/digits_train.tflite")
@@ -21,12 +23,15 @@ Example:
     >>> trainer.evaluate(x_test, y_test)
     {'loss': 0.21, 'accuracy': 0.94}
     >>> trainer.save("outputs/checkpoint.npz")
+    >>> resumed = OnDeviceTrainer("outputs/digits_train.tflite")  # after an app restart
+    >>> resumed.restore("outputs/checkpoint.npz")  # weights, optimizer state, step, rate
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -42,6 +47,8 @@ LEARNING_RATE_SIGNATURE = "set_learning_rate"  # files exported before it lack i
 LEARNING_RATE = "learning_rate"
 WEIGHT_PREFIX = "w"  # as ondevice/graph.py names the save/restore tensors
 SLOT_PREFIX = "s"
+STEP_SLOT = re.compile(rf"{SLOT_PREFIX}\d{{3}}_step")  # graph.py's step counter, the last slot
+MAX_STEP = 2 ** 24  # the float32 counter holds whole steps exactly up to here
 INFER_BATCH = 256  # rows per infer call in evaluate/infer: bounds the interpreter's memory
 
 
@@ -55,7 +62,7 @@ class OnDeviceTrainer:
 
     Attributes:
         weight_specs: ``[(name, shape, dtype), ...]`` of the trainable weights, in order.
-        slot_specs: The same for the optimizer's state.
+        slot_specs: The same for the optimizer's state, the step counter last.
         input_shape: One sample's shape.
         num_classes: Classes of the output.
         batch_size: The ``train`` signature's fixed batch size, or None (any).
@@ -90,6 +97,13 @@ class OnDeviceTrainer:
                  for name in sorted(saved)]
         self.weight_specs = [s for s in specs if s[0].startswith(WEIGHT_PREFIX)]
         self.slot_specs = [s for s in specs if s[0].startswith(SLOT_PREFIX)]
+        # Files exported before the rate and the step joined save/restore lack them (an SGD
+        # one has no step): the rate then goes through set_learning_rate, steps are counted
+        # here since this trainer was made or last reset or restored.
+        self._step_name = next((n for n, _, _ in self.slot_specs if STEP_SLOT.fullmatch(n)),
+                               None)
+        self._rate_in_state = LEARNING_RATE in saved
+        self._steps_counted = 0
         train_inputs = self._runners["train"].get_input_details()
         x_spec, y_spec = train_inputs["x"], train_inputs["y"]
         self.input_shape = tuple(int(d) for d in x_spec["shape"][1:])
@@ -146,7 +160,7 @@ class OnDeviceTrainer:
 
     @property
     def learning_rate(self) -> float:
-        """The rate the next ``train`` step uses (the exported one until it is set).
+        """The rate the next ``train`` step uses (the exported one until set or restored).
 
         Raises:
             InvalidTFLiteError: The file has no ``set_learning_rate`` signature.
@@ -195,11 +209,33 @@ class OnDeviceTrainer:
                             f"with batch_size={self.batch_size}: pass batches of that size")
         if learning_rate is not None:
             self.set_learning_rate(learning_rate)
-        return float(self._runners["train"](x=x, y=y)["loss"])
+        return self._train(x, y)
+
+    def _train(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One ``train`` call on a checked batch."""
+        loss = float(self._runners["train"](x=x, y=y)["loss"])
+        self._steps_counted += 1
+        return loss
+
+    @property
+    def global_step(self) -> int:
+        """Steps trained since the optimizer state was last zeroed (Keras's ``iterations``).
+
+        0 for the file's initial weights; every ``train_step`` and ``fit`` step adds one;
+        ``set_weights`` (fresh optimizer by default) and ``reset_optimizer`` set it back to 0,
+        as a newly compiled Keras optimizer starts at ``iterations == 0``; ``save`` and
+        ``restore`` keep it. It is the file's step counter (``save``'s last ``s...`` output,
+        float32: exact to 2**24 steps); a file exported before SGD files had one counts here
+        since this trainer was made, reset or restored.
+        """
+        if self._step_name is None:
+            return self._steps_counted
+        return int(self._state()[self._step_name])
 
     def fit(self, x: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,
             seed: int | None = None, progress: bool = False,
-            learning_rate: float | Callable[[int], float] | None = None) -> list[float]:
+            learning_rate: float | Callable[[int], float] | None = None,
+            initial_step: int | None = None) -> list[float]:
         """Trains for ``epochs`` passes over ``(x, y)`` in shuffled batches; returns epoch losses.
 
         Each epoch's loss is the sample-weighted mean of its batch losses. With a fixed
@@ -216,22 +252,37 @@ class OnDeviceTrainer:
             progress: Show a progress bar (tqdm) over the steps. Defaults to False.
             learning_rate: None keeps the file's current rate; a number sets it for every
                 step; a schedule ``f(step) -> rate`` sets ``f(step)`` before each step, ``step``
-                counting this call's steps from 0 (a Keras ``LearningRateSchedule`` works as
-                ``f``). The last rate set stays in the file. Defaults to None.
+                being ``global_step`` (steps since the optimizer state was zeroed, restored
+                ones included), as Keras calls a schedule with ``optimizer.iterations``: a
+                schedule continues across ``fit`` calls and after ``restore`` (a Keras
+                ``LearningRateSchedule`` works as ``f``). The last rate set stays in the file.
+                Defaults to None.
+            initial_step: The schedule's step for this call's first step, counting up from
+                it; 0 restarts the schedule. None continues from ``global_step``.
+                ``global_step`` advances by this call's steps either way. Defaults to None.
 
         Raises:
-            InvalidArgumentError: Bad ``epochs`` or ``batch_size``, or a schedule that returns
-                a rate that is not a finite number > 0 (the step before it is the last run).
+            InvalidArgumentError: Bad ``epochs``, ``batch_size`` or ``initial_step``, or a
+                schedule that returns a rate that is not a finite number > 0 (the step before
+                it is the last run).
 
         Example:
             >>> trainer.fit(x, y, epochs=3, seed=0)
             [1.92, 0.88, 0.61]
-            >>> cosine = lambda step: 0.01 * 0.5 * (1 + math.cos(math.pi * step / 135))
-            >>> trainer.fit(x, y, epochs=3, seed=0, learning_rate=cosine)  # 45 steps an epoch
+            >>> schedule = warmup_cosine(1e-3, total_steps=5 * 45, warmup_steps=45)  # 45/epoch
+            >>> trainer.fit(x, y, epochs=3, learning_rate=schedule)  # schedule steps 0..134
+            >>> trainer.save("checkpoint.npz")
+            >>> resumed = OnDeviceTrainer("train.tflite")  # the app restarts
+            >>> resumed.restore("checkpoint.npz")  # global_step 135, the rate of step 134
+            >>> resumed.fit(x, y, epochs=2, learning_rate=schedule)  # 135..224: the rest
         """
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name}={value!r} must be an integer >= 1")
+        if initial_step is not None and (isinstance(initial_step, bool)
+                                         or not isinstance(initial_step, int) or initial_step < 0):
+            raise InvalidArgumentError(f"initial_step={initial_step!r} must be None (continue "
+                                       "from global_step) or an integer >= 0")
         if self.batch_size is not None and batch_size != self.batch_size:
             raise InvalidArgumentError(f"batch_size={batch_size} but model {self.name} was "
                                        f"exported with batch_size={self.batch_size}; pass "
@@ -241,6 +292,7 @@ class OnDeviceTrainer:
             self.set_learning_rate(learning_rate)  # checked before any step
         elif schedule is not None:
             self._rate_runner()
+            first = self.global_step if initial_step is None else initial_step
         x = self._check_x(x)
         y = self._check_y(y, len(x))
         rng = np.random.default_rng(seed)
@@ -263,9 +315,9 @@ class OnDeviceTrainer:
                 for start in range(0, full, batch_size):
                     batch = order[start:start + batch_size]
                     if schedule is not None:
-                        self.set_learning_rate(_schedule_rate(schedule, step))
+                        self.set_learning_rate(_schedule_rate(schedule, first + step))
                     step += 1
-                    loss = float(self._runners["train"](x=x[batch], y=y[batch])["loss"])
+                    loss = self._train(x[batch], y[batch])
                     total += loss * len(batch)
                     if bar is not None:
                         bar.update(1)
@@ -322,7 +374,7 @@ class OnDeviceTrainer:
         return [state[name] for name, _, _ in self.weight_specs]
 
     def get_optimizer_state(self) -> list[np.ndarray]:
-        """The optimizer's state, in ``slot_specs`` order (empty for plain SGD)."""
+        """The optimizer's state, in ``slot_specs`` order (plain SGD: the step counter alone)."""
         state = self._state()
         return [state[name] for name, _, _ in self.slot_specs]
 
@@ -352,10 +404,17 @@ class OnDeviceTrainer:
             checked.append(array)
         return checked
 
-    def _restore(self, weights: list[np.ndarray], slots: list[np.ndarray]) -> None:
+    def _restore(self, weights: list[np.ndarray], slots: list[np.ndarray],
+                 learning_rate: np.float32 | None = None) -> None:
+        """Assigns checked arrays through ``restore``; a rate of None keeps the current one."""
         named = {name: value for (name, _, _), value in zip(self.weight_specs, weights)}
         named.update({name: value for (name, _, _), value in zip(self.slot_specs, slots)})
+        if self._rate_in_state:
+            # The file keeps its rate when given one that is not > 0 (graph.py): 0 keeps it.
+            named[LEARNING_RATE] = np.float32(0.0 if learning_rate is None else learning_rate)
         self._runners["restore"](**named)
+        if learning_rate is not None and not self._rate_in_state:
+            self.set_learning_rate(learning_rate)
 
     def set_weights(self, weights: Sequence[Any], *, reset_optimizer: bool = True) -> None:
         """Sets the trainable weights through the ``restore`` signature.
@@ -366,8 +425,9 @@ class OnDeviceTrainer:
         Args:
             weights: One float array per ``weight_specs`` entry, in that order.
             reset_optimizer: Start a fresh optimizer state (zero momenta and Adam moments,
-                step 0), as Keras does for a newly compiled model; what a federated client
-                wants each round. False keeps the current state. Defaults to True.
+                ``global_step`` 0), as Keras does for a newly compiled model; what a federated
+                client wants each round. False keeps the current state. The learning rate is
+                kept either way (set it with ``set_learning_rate``). Defaults to True.
 
         Raises:
             InvalidArgumentError: Wrong count, shape or dtype, or NaN/inf; names the weight.
@@ -376,44 +436,93 @@ class OnDeviceTrainer:
         slots = ([np.zeros(shape, dtype) for _, shape, dtype in self.slot_specs]
                  if reset_optimizer else self.get_optimizer_state())
         self._restore(checked, slots)
+        if reset_optimizer:
+            self._steps_counted = 0
 
     def reset_optimizer(self) -> None:
-        """Zeroes the optimizer's state (momenta, Adam's moments and step); weights unchanged."""
+        """Zeroes the optimizer's state (momenta, Adam's moments, ``global_step``); weights and
+        learning rate unchanged."""
         self.set_weights(self.get_weights(), reset_optimizer=True)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the weights and the optimizer state to an ``.npz`` checkpoint, atomically.
+        """Writes the weights, optimizer state, step and rate to an ``.npz``, atomically.
+
+        The arrays are the ``save`` signature's outputs, by name: ``w...`` weights, ``s...``
+        optimizer state (the step counter last) and ``learning_rate`` (a float32 scalar).
 
         Example:
             >>> trainer.save("outputs/checkpoint.npz")
         """
+        state = self._state()
+        if not self._rate_in_state and LEARNING_RATE_SIGNATURE in self._runners:
+            state[LEARNING_RATE] = np.float32(self.learning_rate)  # an older file's save lacks it
         buffer = io.BytesIO()
-        np.savez(buffer, **self._state())
+        np.savez(buffer, **state)
         atomic_write_bytes(path, buffer.getvalue())
 
     def restore(self, path: str | os.PathLike) -> None:
-        """Loads a checkpoint written by ``save`` (weights and optimizer state).
+        """Loads a checkpoint written by ``save``: weights, optimizer state, step and rate.
 
         The file's arrays are checked (names, shapes, dtypes, finite values, sizes declared
-        in the headers) before any is passed to the model.
+        in the headers; a whole step in 0..2**24; a rate > 0) before any is passed to the
+        model, so a refused file changes nothing. A checkpoint saved before the step and the
+        rate were kept (an SGD one lacks the step, any lacks ``learning_rate``) still
+        restores: ``global_step`` is then 0 (a schedule starts over, as it did then) and the
+        rate stays the one in effect.
 
         Raises:
-            DataError: The file is missing, not an ``.npz``, or lacks an array.
-            InvalidArgumentError: An array has the wrong shape or dtype, or NaN/inf.
+            DataError: The file is missing, not an ``.npz``, lacks an array, or holds one
+                this model does not have.
+            InvalidArgumentError: An array has the wrong shape or dtype or NaN/inf, the step
+                is not a whole number in 0..2**24, or the rate is not a finite number > 0.
+
+        Example:
+            >>> trainer.restore("outputs/checkpoint.npz")
+            >>> trainer.global_step, trainer.learning_rate
+            (135, 0.00049)
         """
-        specs = self.weight_specs + self.slot_specs
-        names = [name for name, _, _ in specs]
+        where = f"checkpoint {os.fspath(path)!r}"
+        required = [n for n, _, _ in self.weight_specs + self.slot_specs if n != self._step_name]
+        optional = [n for n in (self._step_name, LEARNING_RATE) if n is not None]
+        if not self._rate_in_state and LEARNING_RATE_SIGNATURE not in self._runners:
+            optional.remove(LEARNING_RATE)  # a file whose rate cannot change
         headers = npz_headers(path, "checkpoint")
-        extra = sorted(set(headers) - set(names))
+        extra = sorted(set(headers) - set(required) - set(optional))
         if extra:
-            raise DataError(f"checkpoint {os.fspath(path)!r} holds arrays {extra[:5]} that model "
-                            f"{self.name} does not have; it was saved from another model")
-        arrays = load_npz(path, "checkpoint", keys=names)
+            raise DataError(f"{where} holds arrays {extra[:5]} that model {self.name} does not "
+                            "have; it was saved from another model")
+        arrays = load_npz(path, "checkpoint",
+                          keys=required + [n for n in optional if n in headers])
         weights = self._checked([arrays[n] for n, _, _ in self.weight_specs], self.weight_specs,
-                                f"checkpoint {os.fspath(path)!r}")
-        slots = self._checked([arrays[n] for n, _, _ in self.slot_specs], self.slot_specs,
-                              f"checkpoint {os.fspath(path)!r}")
-        self._restore(weights, slots)
+                                where)
+        # An older checkpoint without the step: a fresh count, as a schedule had then.
+        slots = self._checked([arrays[n] if n in arrays else np.zeros(shape, dtype)
+                               for n, shape, dtype in self.slot_specs], self.slot_specs, where)
+        if self._step_name is not None:
+            step = float(slots[[n for n, _, _ in self.slot_specs].index(self._step_name)])
+            if not (step.is_integer() and 0 <= step <= MAX_STEP):
+                raise InvalidArgumentError(f"{where}: the step counter {self._step_name!r} is "
+                                           f"{step}; it must be a whole number of steps in "
+                                           f"0..{MAX_STEP}")
+        rate = (_checkpoint_rate(arrays[LEARNING_RATE], where) if LEARNING_RATE in arrays
+                else None)
+        self._restore(weights, slots, rate)
+        self._steps_counted = 0
+
+
+def _checkpoint_rate(value: np.ndarray, where: str) -> np.float32:
+    """A checkpoint's ``learning_rate``: one finite float > 0, as ``set_learning_rate`` takes."""
+    if value.shape != () or value.dtype.kind != "f":
+        raise InvalidArgumentError(f"{where}: {LEARNING_RATE!r} has shape {value.shape} and "
+                                   f"dtype {value.dtype}; save writes one float32 number "
+                                   "there: the file was altered or written by something else")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused
+        rate = np.float32(value)
+    if not (np.isfinite(rate) and rate > 0):
+        raise InvalidArgumentError(f"{where}: {LEARNING_RATE!r} is {value}; it must be a "
+                                   "finite number > 0 (in float32): the file was altered or "
+                                   "written by something else")
+    return rate
 
 
 def _schedule_rate(schedule: Callable[[int], Any], step: int) -> float:
