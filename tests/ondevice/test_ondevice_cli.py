@@ -34,7 +34,10 @@ for argv in json.loads({runs!r}):
             _common.run(cli.main)
         except SystemExit as exc:
             code = exc.code or 0
-    results.append({{"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}})
+    output = next((a.split("=", 1)[1] for a in argv if a.startswith("--output=")), "")
+    report = os.path.join(output, "train_report.json")
+    results.append({{"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                    "report": json.load(open(report)) if os.path.isfile(report) else None}})
 print(json.dumps(results))
 """
 
@@ -57,11 +60,18 @@ def test_export_train_resume_and_bad_input(tmp_path, digits8):
          "--overwrite"],
         ["--mode=train", f"--tflite={tmp_path / 'missing.tflite'}", *common],
     ]
+    # One 2-epoch schedule over two runs (7 steps each), then a third run past its end.
+    scheduled = ["--mode=train", f"--data={tmp_path / 'data.npz'}", "--epochs=1",
+                 f"--tflite={out / 'ondevice.tflite'}", f"--output={tmp_path / 'out2'}",
+                 "--learning_rate=0.02", "--lr_schedule=warmup_cosine", "--warmup_steps=2",
+                 "--schedule_epochs=2", "--batch_size=32"]
+    runs += [scheduled + ["--norestore"], scheduled, scheduled]
     child = subprocess.run([sys.executable, "-c", RUNNER.format(root=str(REPO_ROOT),
                                                                 runs=json.dumps(runs))],
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr[-2000:]
-    export, train, resume, bad_layer, missing = json.loads(child.stdout.splitlines()[-1])
+    export, train, resume, bad_layer, missing, part1, part2, past_end = \
+        json.loads(child.stdout.splitlines()[-1])
     assert export["code"] == 0, export["stderr"]
     description = json.loads((out / "ondevice.json").read_text())
     assert description["flex_ops"] == 0 and description["fresh_head"] is True
@@ -88,3 +98,15 @@ def test_export_train_resume_and_bad_input(tmp_path, digits8):
     assert bad_layer["code"] == 2 and "'nope'" in bad_layer["stderr"]
     assert bad_layer["stderr"].startswith("error: ")
     assert missing["code"] == 2 and "--mode=export" in missing["stderr"]
+    # warmup_cosine(0.02, 14 steps, 2 warm-up): 0.01 at step 0, then 0.01 (1 + cos(pi (s-2)/12)).
+    # The second run restores step 7 and goes on from there: no second warm-up.
+    def cosine(step):
+        return 0.01 * (1 + np.cos(np.pi * (step - 2) / 12))
+
+    for run, start, first_rate in ((part1, 0, 0.01), (part2, 7, cosine(7))):
+        assert run["code"] == 0, run["stderr"]
+        report = run["report"]
+        assert (report["global_step_start"], report["global_step_end"]) == (start, start + 7)
+        assert report["learning_rate_first_step"] == pytest.approx(first_rate, rel=1e-12)
+        assert report["learning_rate_last_step"] == pytest.approx(cosine(start + 6), rel=1e-6)
+    assert past_end["code"] == 2 and "--schedule_epochs=3 or more" in past_end["stderr"]

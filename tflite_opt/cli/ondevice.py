@@ -5,6 +5,11 @@
     python scripts/ondevice.py --mode=train --output=outputs/ondevice --epochs=5
     python scripts/ondevice.py --mode=train --output=outputs/ondevice --epochs=5 \
         --learning_rate=0.002 --lr_schedule=warmup_cosine --warmup_steps=45
+    # one schedule over two runs: 3 epochs now, the remaining 2 after a restart
+    python scripts/ondevice.py --mode=train --output=outputs/ondevice --norestore --epochs=3 \
+        --learning_rate=0.002 --lr_schedule=warmup_cosine --warmup_steps=45 --schedule_epochs=5
+    python scripts/ondevice.py --mode=train --output=outputs/ondevice --epochs=2 \
+        --learning_rate=0.002 --lr_schedule=warmup_cosine --warmup_steps=45 --schedule_epochs=5
 
 ``export`` writes ``OUTPUT/ondevice.tflite`` (signatures train, infer, save, restore,
 set_learning_rate; TFLite builtin ops only, so no Flex delegate is needed) and
@@ -12,10 +17,12 @@ set_learning_rate; TFLite builtin ops only, so no Flex delegate is needed) and
 ``train`` trains that file through its ``train`` signature on the LiteRT interpreter alone
 (``--data``, default: the digits at the model's input size), scores the ``infer`` signature on
 the held-out images before and after, and writes the checkpoint ``OUTPUT/checkpoint.npz``
-(weights and optimizer state) and ``OUTPUT/train_report.json``. A second ``train`` run
-resumes from the checkpoint unless ``--norestore``. ``train`` sets the learning rate through
-the file's ``set_learning_rate`` signature: ``--learning_rate`` (default: the file's current
-rate) for every step, or ``--lr_schedule=warmup_cosine`` over this run's steps.
+(weights, optimizer state, step count and learning rate) and ``OUTPUT/train_report.json``. A
+second ``train`` run resumes from the checkpoint unless ``--norestore``. ``train`` sets the
+learning rate through the file's ``set_learning_rate`` signature: ``--learning_rate`` (default:
+the file's current rate, the checkpoint's when resumed) for every step, or
+``--lr_schedule=warmup_cosine`` over this run's steps, or with ``--schedule_epochs`` over that
+many epochs counted from the checkpoint's first step, which a resumed run continues.
 Bad input exits with code 2 and one line on stderr; nothing is written then.
 """
 
@@ -38,13 +45,18 @@ flags.DEFINE_list("trainable", ["head"], "export: 'head' (the last layer with we
 flags.DEFINE_enum("optimizer", "sgd", ["sgd", "adam"], "export: the optimizer in the train "
                   "signature.")
 flags.DEFINE_float("learning_rate", None, "export: the file's initial step size; default "
-                   "Keras's (SGD 0.01, Adam 0.001). train: the rate to train at (the peak of "
-                   "--lr_schedule); default the file's.")
+                   "Keras's (SGD 0.01, Adam 0.001). train: the rate to train at, default the "
+                   "file's current one (the checkpoint's when resumed); or the peak of "
+                   "--lr_schedule, default the file's exported rate.")
 flags.DEFINE_enum("lr_schedule", "constant", ["constant", "warmup_cosine"], "train: constant, "
                   "or a linear warm-up over --warmup_steps then a cosine decay towards 0 over "
-                  "the run's remaining steps.")
+                  "the run's remaining steps (or --schedule_epochs').")
 flags.DEFINE_integer("warmup_steps", 0, "train: warm-up steps of --lr_schedule=warmup_cosine.",
                      lower_bound=0)
+flags.DEFINE_integer("schedule_epochs", None, "train: --lr_schedule spans this many epochs "
+                     "counted from the checkpoint's first step, and a resumed run continues it "
+                     "from the checkpoint's step count; default: this run's --epochs, from "
+                     "this run's first step.", lower_bound=1)
 flags.DEFINE_float("momentum", 0.0, "export: SGD momentum in [0, 1).")
 flags.DEFINE_enum("loss", "sparse_categorical_crossentropy",
                   ["sparse_categorical_crossentropy", "categorical_crossentropy"],
@@ -120,24 +132,30 @@ def _train(output: Path) -> None:
     trainer = OnDeviceTrainer(tflite)
     data = _load_data(FLAGS.data, trainer)
     y_train = _labels(trainer, data.y_train)
+    # A schedule peaks at the exported rate by default, not at the rate a checkpoint ended at.
+    peak = (trainer.learning_rate if FLAGS.lr_schedule != "constant"
+            and FLAGS.learning_rate is None else None)
     resumed = FLAGS.restore and checkpoint.exists()
     if resumed:
         trainer.restore(checkpoint)
+    start_step = trainer.global_step
     before = trainer.evaluate(data.x_test, _labels(trainer, data.y_test))
     batch_size = FLAGS.batch_size or trainer.batch_size or 32
     print(f"{tflite}: {'resumed from ' + str(checkpoint) if resumed else 'initial weights'}; "
           f"held-out accuracy {100 * before['accuracy']:.2f}% on {len(data.x_test)} images")
-    rate, schedule = _learning_rate(trainer, len(data.x_train), batch_size)
+    rate, schedule, first = _learning_rate(trainer, len(data.x_train), batch_size, peak)
     losses = trainer.fit(data.x_train, y_train, epochs=FLAGS.epochs, batch_size=batch_size,
-                         seed=FLAGS.seed, progress=True, learning_rate=schedule or rate)
+                         seed=FLAGS.seed, progress=True, learning_rate=schedule or rate,
+                         initial_step=first)
     after = trainer.evaluate(data.x_test, _labels(trainer, data.y_test))
     trainer.save(checkpoint)
     report = {"tflite": str(tflite), "data": data.name, "train_samples": len(data.x_train),
               "test_samples": len(data.x_test), "epochs": FLAGS.epochs,
               "batch_size": batch_size, "seed": FLAGS.seed, "resumed": resumed,
               "learning_rate": rate, "lr_schedule": FLAGS.lr_schedule,
-              "warmup_steps": FLAGS.warmup_steps,
-              "learning_rate_first_step": schedule(0) if schedule else rate,
+              "warmup_steps": FLAGS.warmup_steps, "schedule_epochs": FLAGS.schedule_epochs,
+              "global_step_start": start_step, "global_step_end": trainer.global_step,
+              "learning_rate_first_step": schedule(first) if schedule else rate,
               "learning_rate_last_step": trainer.learning_rate,
               "epoch_losses": losses, "before": before, "after": after,
               "checkpoint": str(checkpoint), "interpreter": trainer.loaded.backend}
@@ -147,25 +165,40 @@ def _train(output: Path) -> None:
           f" wrote {checkpoint} and {report_path}")
 
 
-def _learning_rate(trainer, samples: int, batch_size: int):
-    """(the run's rate, a schedule or None), from --learning_rate and --lr_schedule."""
+def _learning_rate(trainer, samples: int, batch_size: int, peak: float | None):
+    """(the run's rate, a schedule or None, fit's initial_step), from --learning_rate,
+    --lr_schedule and --schedule_epochs; ``peak`` is the file's exported rate."""
     from tflite_opt.errors import InvalidArgumentError
     from tflite_opt.ondevice.schedules import warmup_cosine
 
     if FLAGS.learning_rate is not None and not FLAGS.learning_rate > 0:
         raise InvalidArgumentError(f"--learning_rate={FLAGS.learning_rate} must be > 0")
-    rate = FLAGS.learning_rate if FLAGS.learning_rate is not None else trainer.learning_rate
     if FLAGS.lr_schedule == "constant":
-        if FLAGS.warmup_steps:
-            raise InvalidArgumentError("--warmup_steps needs --lr_schedule=warmup_cosine")
-        return rate, None
-    full = samples if trainer.batch_size is None else samples - samples % batch_size
-    total = FLAGS.epochs * -(-full // batch_size)  # the steps fit() will run
+        for flag in ("warmup_steps", "schedule_epochs"):
+            if FLAGS[flag].value:
+                raise InvalidArgumentError(f"--{flag} needs --lr_schedule=warmup_cosine")
+        rate = FLAGS.learning_rate if FLAGS.learning_rate is not None else trainer.learning_rate
+        return rate, None, None
+    rate = FLAGS.learning_rate if FLAGS.learning_rate is not None else peak
+    per_epoch = -(-(samples if trainer.batch_size is None
+                    else samples - samples % batch_size) // batch_size)
+    run_steps = FLAGS.epochs * per_epoch  # the steps fit() will run
+    if FLAGS.schedule_epochs is None:  # the schedule spans this run, from its first step
+        total, first = run_steps, 0
+    else:  # one schedule over several runs: continue from the checkpoint's step count
+        total, first = FLAGS.schedule_epochs * per_epoch, trainer.global_step
+        if first + run_steps > total:
+            raise InvalidArgumentError(
+                f"--schedule_epochs={FLAGS.schedule_epochs} spans {total} steps "
+                f"({per_epoch} an epoch); the checkpoint has trained {first} and this run's "
+                f"--epochs={FLAGS.epochs} adds {run_steps}, past its end: pass "
+                f"--schedule_epochs={-(-(first + run_steps) // per_epoch)} or more, fewer "
+                "--epochs, or --norestore to start over")
     if FLAGS.warmup_steps >= total:
         raise InvalidArgumentError(f"--warmup_steps={FLAGS.warmup_steps} must be below the "
-                                   f"run's {total} steps ({FLAGS.epochs} epochs of "
-                                   f"{-(-full // batch_size)})")
-    return rate, warmup_cosine(rate, total, FLAGS.warmup_steps)
+                                   f"schedule's {total} steps ({total // per_epoch} epochs of "
+                                   f"{per_epoch})")
+    return rate, warmup_cosine(rate, total, FLAGS.warmup_steps), first
 
 
 def _labels(trainer, y):
