@@ -109,19 +109,25 @@ def optimize_scope() -> Iterator[None]:
     Needed for models saved while wrapped for pruning, clustering or QAT (for example
     by ``ModelCheckpoint`` mid-training); ``load_model`` below uses it. It also registers
     tflite_opt's savable CQAT/PCQAT/PQAT quantizers (``train/qat_saving.py``), without
-    which a model from ``quantize_aware(..., "pcqat")`` cannot be rebuilt from its file.
+    which a model from ``quantize_aware(..., "pcqat")`` cannot be rebuilt from its file,
+    and puts tfmot's QAT layers that rebuild the variables a ``.keras`` file holds in place
+    of tfmot's own (``train/qat_keras_format.py``), without which no QAT ``.keras`` loads.
 
     Example:
         >>> with optimize_scope():
         ...     pruned = keras.models.load_model("checkpoint.keras")
-        ...     pcqat = keras.models.load_model("pcqat.h5")
+        ...     pcqat = keras.models.load_model("pcqat.keras")
     """
     from tflite_opt._keras import import_tfmot
 
     tfmot = import_tfmot()
     import tflite_opt.train.qat_saving  # noqa: F401 - registers the quantizers by name
+    from tflite_opt.train import qat_keras_format
+
+    # The last scope entered wins: its QAT layers replace quantize_scope's of the same names.
     with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(), \
-            tfmot.clustering.keras.cluster_scope():
+            tfmot.clustering.keras.cluster_scope(), \
+            keras.utils.custom_object_scope(qat_keras_format.custom_objects()):
         yield
 
 
@@ -172,10 +178,8 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ""
-        if fmt == "keras" and "quantize_layer" in first_line:
-            # tfmot 0.8.1 QAT wrappers do not round-trip through the .keras format.
-            hint = "; quantization-aware (QAT) models must be saved as .h5 or a SavedModel folder"
-        elif "Weight count mismatch" in first_line and "quant_" in first_line:
+        if "quant_" in first_line and ("Weight count mismatch" in first_line  # .h5
+                                       or "variables, but received" in first_line):  # .keras
             # A (P)CQAT model quantized by tfmot itself, or by tflite_opt before its quantizers
             # were savable: the file names the plain 8-bit quantizer (qat_saving.py says why).
             hint = ("; this looks like a cluster-preserving (CQAT/PCQAT) QAT model whose file "
