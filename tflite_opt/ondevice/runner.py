@@ -19,7 +19,8 @@ Example:
     >>> trainer = OnDeviceTrainer("outputs/digits_train.tflite")
     >>> losses = trainer.fit(x_train, y_train, epochs=5, batch_size=32, seed=0)
     >>> warm_up = lambda step: 1e-3 * min(1.0, (step + 1) / 100)  # a schedule: rate per step
-    >>> losses = trainer.fit(x_train, y_train, epochs=5, learning_rate=warm_up)
+    >>> losses = trainer.fit(x_train, y_train, epochs=5, learning_rate=warm_up,
+    ...                      initial_step=0)  # from step 0: the fit above took global steps
     >>> trainer.evaluate(x_test, y_test)
     {'loss': 0.21, 'accuracy': 0.94}
     >>> trainer.save("outputs/checkpoint.npz")
@@ -270,6 +271,7 @@ class OnDeviceTrainer:
             >>> trainer.fit(x, y, epochs=3, seed=0)
             [1.92, 0.88, 0.61]
             >>> schedule = warmup_cosine(1e-3, total_steps=5 * 45, warmup_steps=45)  # 45/epoch
+            >>> trainer = OnDeviceTrainer("train.tflite")  # global_step 0
             >>> trainer.fit(x, y, epochs=3, learning_rate=schedule)  # schedule steps 0..134
             >>> trainer.save("checkpoint.npz")
             >>> resumed = OnDeviceTrainer("train.tflite")  # the app restarts
