@@ -50,7 +50,7 @@ flags.DEFINE_float("learning_rate", None, "export: the file's initial step size;
                    "--lr_schedule, default the file's exported rate.")
 flags.DEFINE_enum("lr_schedule", "constant", ["constant", "warmup_cosine"], "train: constant, "
                   "or a linear warm-up over --warmup_steps then a cosine decay towards 0 over "
-                  "the run's remaining steps (or --schedule_epochs').")
+                  "the run's remaining steps (or --schedule_epochs' steps).")
 flags.DEFINE_integer("warmup_steps", 0, "train: warm-up steps of --lr_schedule=warmup_cosine.",
                      lower_bound=0)
 flags.DEFINE_integer("schedule_epochs", None, "train: --lr_schedule spans this many epochs "
