@@ -30,12 +30,18 @@ seeds, cpu, wall_s; also self_distill_alpha, self_distill_temperature,
 self_distilled_minus_plain_points, self_distilled_minus_plain_ci95_high,
 self_distilled_gzip_bytes_std, plain_recipe_gzip_bytes_std, baseline_best_variant,
 self_distilled_minus_plain_gzip_percent (the seed-paired size change) and its
-self_distilled_minus_plain_gzip_ci95_low/_high (Student-t over seeds).
+self_distilled_minus_plain_gzip_ci95_low/_high (Student-t over seeds),
+self_distilled_larger_gzip_seeds, and the size with the cluster seeding averaged out:
+clustered_kernels_gzip_change_percent and its _ci95_low/_high (each seed's pruned kernels,
+after the prune stage, clustered by ``CLUSTER_DRAWS`` seedings of tfmot's sparsity-preserving
+k-means++; the gzip size of their cluster indices), cluster_seeding_gzip_spread_percent.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +54,7 @@ from tflite_opt._keras import keras
 from tflite_opt.data.digits import Dataset
 from tflite_opt.data.digits_eval import augmented_validation_split
 from tflite_opt.models.builders import digits_cnn
+from tflite_opt.models.loading import load_model
 from tflite_opt.models.training import train_digits_cnn
 from tflite_opt.report.significance import paired_bootstrap_difference_ci
 from tflite_opt.runtime.benchmark import gzip_size
@@ -72,6 +79,9 @@ SEEDS = (0, 1, 2)
 # to +4%; eight gave +1.88% [-0.47, +4.23], still unable to say whether self-distillation
 # changes the size. Fixed before the 16-seed run.
 RECIPE_SEEDS = tuple(range(16))
+# Cluster seedings per pruned model: the size each recipe's pruned weights give in expectation
+# over the seeding, apart from the one draw its file got.
+CLUSTER_DRAWS = 20
 
 
 def _int8(model, calibration) -> bytes:
@@ -105,12 +115,52 @@ def self_distilled(recipe: Recipe, settings: SelfDistill) -> Recipe:
         dataclasses.replace(stage, distill=settings) for stage in recipe.stages))
 
 
-def _run_recipe(recipe: Recipe, model, data, seed: int, calibration) -> bytes:
+def _run_recipe(recipe: Recipe, model, data, seed: int, calibration) -> tuple[bytes, list]:
+    """The int8 file, and the pruned kernels as the prune stage left them (the cluster stage's
+    input, which the plan saves as ``stage1_input.keras``)."""
     keras.utils.set_random_seed(seed)
-    result = OptimizationPlan(recipe).run(
-        model, train_data=(data.x_train, data.y_train), optimizer="adam",
-        loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32, verbose=0)
-    return _int8(result.model, calibration)
+    with tempfile.TemporaryDirectory() as plan_dir:
+        result = OptimizationPlan(recipe).run(
+            model, train_data=(data.x_train, data.y_train), optimizer="adam",
+            loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32,
+            verbose=0, checkpoint_dir=plan_dir)
+        pruned = load_model(next(Path(plan_dir).rglob("stage1_input.keras")), trust_model=True)
+    kernels = [layer.get_weights()[0] for layer in pruned.layers
+               if layer.get_weights() and (layer.get_weights()[0] == 0).mean() > 0.5]
+    return _int8(result.model, calibration), kernels
+
+
+def sparsity_preserving_kmeans_pp(values: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """tfmot 0.8.1's sparsity-preserving k-means++ seeding (``clustering_centroids.py``: one
+    centroid at zero, the others split between the negative and positive weights by their
+    counts, k-means++ seeding on each side, no Lloyd iterations), with ``seed`` in place of
+    tfmot's fixed seed 9. Returns the sorted centroids."""
+    from tensorflow.python.ops import clustering_ops  # what tfmot calls
+
+    negative, positive = values[values < 0], values[values > 0]
+    on_negative = int(round((count - 1) * negative.size / (negative.size + positive.size)))
+    sides = [(negative, on_negative), (positive, count - 1 - on_negative)]
+    centroids = [np.zeros(1, np.float32)] + [
+        clustering_ops.kmeans_plus_plus_initialization(
+            side.reshape(-1, 1), n, seed=seed, num_retries_per_sample=-1).numpy().ravel()
+        for side, n in sides if n > 0 and side.size]
+    return np.sort(np.concatenate(centroids))
+
+
+def cluster_gzip_sizes(kernels: list[np.ndarray], clusters: int, draws: int) -> np.ndarray:
+    """gzip bytes of ``kernels``' cluster indices (output channel first, as TFLite stores the
+    weights; zeros stay on the zero centroid) after each of ``draws`` seedings of
+    ``sparsity_preserving_kmeans_pp``: the spread of sizes the cluster stage's seeding alone
+    gives the same pruned weights."""
+    sizes = np.zeros(draws)
+    for kernel in kernels:
+        stored = np.moveaxis(kernel, -1, 0).astype(np.float32)
+        for draw in range(draws):
+            centroids = sparsity_preserving_kmeans_pp(stored[stored != 0], clusters, draw)
+            index = np.abs(stored[..., None] - centroids).argmin(axis=-1).astype(np.uint8)
+            index[stored == 0] = np.abs(centroids).argmin()
+            sizes[draw] += len(gzip.compress(index.tobytes(), 9))
+    return sizes
 
 
 def validation_split(data: Dataset, fraction: float = VALIDATION_FRACTION,
@@ -133,7 +183,7 @@ def choose_self_distill(data: Dataset, quick: bool) -> tuple[SelfDistill, list[l
     rows, best = [], None
     for settings in (None, *grid):
         recipe = plain if settings is None else self_distilled(plain, settings)
-        tflite = _run_recipe(recipe, teacher, split, 0, calibration)
+        tflite = _run_recipe(recipe, teacher, split, 0, calibration)[0]
         accuracy = float(tflite_correct(tflite, split.x_test, split.y_test)[1].mean())
         rows.append(["none (plain recipe)" if settings is None else settings.alpha,
                      "n/a" if settings is None else settings.temperature,
@@ -144,15 +194,22 @@ def choose_self_distill(data: Dataset, quick: bool) -> tuple[SelfDistill, list[l
 
 
 def _recipes(model, data, seeds, quick, calibration, settings: SelfDistill
-             ) -> dict[str, tuple[Recipe, list[bytes]]]:
+             ) -> dict[str, tuple[Recipe, list[bytes], list[np.ndarray]]]:
+    """Per recipe: the recipe, its int8 file per seed, and the gzip sizes its pruned kernels
+    give over ``CLUSTER_DRAWS`` cluster seedings, per seed."""
     plain = our_recipes(quick)["prune+cluster+PCQAT (tflite_opt)"]
     recipes = (("plain recipe", plain), ("self-distilled recipe", self_distilled(plain, settings)))
     # Seed by seed, both recipes: a run cut short still holds pairs.
     files: dict[str, list[bytes]] = {name: [] for name, _ in recipes}
+    seedings: dict[str, list[np.ndarray]] = {name: [] for name, _ in recipes}
+    clusters = plain.stages[1].number_of_clusters
     for seed in seeds:
         for name, recipe in recipes:
-            files[name].append(_run_recipe(recipe, model, data, seed, calibration))
-    return {name: (recipe, files[name]) for name, recipe in recipes}
+            tflite, kernels = _run_recipe(recipe, model, data, seed, calibration)
+            files[name].append(tflite)
+            seedings[name].append(cluster_gzip_sizes(kernels, clusters,
+                                                     2 if quick else CLUSTER_DRAWS))
+    return {name: (recipe, files[name], seedings[name]) for name, recipe in recipes}
 
 
 def _score(files, data, reference) -> tuple[np.ndarray, float, float]:
@@ -225,7 +282,7 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         keras.utils.set_random_seed(seed)
         hand.append(baselines.hand_qat(teacher, data.x_train, data.y_train,
                                        epochs=1 if quick else HAND_QAT_EPOCHS)[0])
-    scored.update({name: _score(files, data, reference) for name, (_, files) in recipes.items()})
+    scored.update({name: _score(files, data, reference) for name, (_, files, _) in recipes.items()})
     scored["tfmot QAT (hand)"] = _score(hand, data, reference)
     scored["PTQ int8 (hand)"] = _score([baselines.hand_int8(teacher, calibration)], data,
                                        reference)
@@ -237,9 +294,17 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                                                     scored[name][0])
                for name in ("tfmot QAT (hand)", "PTQ int8 (hand)")}
 
-    gzip_per_seed = {name: [gzip_size(f) for f in files] for name, (_, files) in recipes.items()}
+    gzip_per_seed = {name: [gzip_size(f) for f in files] for name, (_, files, _) in recipes.items()}
     gzip_change = paired_percent_ci(gzip_per_seed["self-distilled recipe"],
                                     gzip_per_seed["plain recipe"])
+    # The same comparison over the cluster seeding: each seed's pruned kernels, mean gzip size
+    # over CLUSTER_DRAWS seedings.
+    expected = {name: [float(sizes.mean()) for sizes in seedings]
+                for name, (_, _, seedings) in recipes.items()}
+    expected_change = paired_percent_ci(expected["self-distilled recipe"],
+                                        expected["plain recipe"])
+    seeding_spread = float(np.mean([100 * sizes.std() / sizes.mean() for _, _, seedings in
+                                    recipes.values() for sizes in seedings]))
 
     def acc(name: str) -> float:
         return float(scored[name][0].mean())
@@ -277,6 +342,10 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "self_distilled_minus_plain_gzip_percent": gzip_change[0],
         "self_distilled_minus_plain_gzip_ci95_low": gzip_change[1],
         "self_distilled_minus_plain_gzip_ci95_high": gzip_change[2],
+        "clustered_kernels_gzip_change_percent": expected_change[0],
+        "clustered_kernels_gzip_change_ci95_low": expected_change[1],
+        "clustered_kernels_gzip_change_ci95_high": expected_change[2],
+        "cluster_seeding_gzip_spread_percent": seeding_spread,
         "self_distilled_larger_gzip_seeds": sum(
             d > p for p, d in zip(gzip_per_seed["plain recipe"],
                                   gzip_per_seed["self-distilled recipe"])),
@@ -329,9 +398,21 @@ def run(output_dir: Path, quick: bool = False) -> dict:
              gzip_per_seed["self-distilled recipe"])],
          "note": f"Mean change {gzip_change[0]:+.2f}%, 95% t-interval over seeds "
                  f"[{gzip_change[1]:+.2f}, {gzip_change[2]:+.2f}]."},
+        {"title": f"The prune stage's kernels clustered by {CLUSTER_DRAWS} seedings of tfmot's "
+                  "sparsity-preserving k-means++ (gzip bytes of the cluster indices, mean and "
+                  "std over seedings)",
+         "columns": ["seed", "plain recipe", "std", "self-distilled recipe", "std", "change %"],
+         "rows": [[seed, round(p.mean()), round(p.std()), round(d.mean()), round(d.std()),
+                   round(100 * (d.mean() - p.mean()) / p.mean(), 2)]
+                  for seed, p, d in zip(recipe_seeds, recipes["plain recipe"][2],
+                                        recipes["self-distilled recipe"][2])],
+         "note": f"Mean change {expected_change[0]:+.2f}%, 95% t-interval over seeds "
+                 f"[{expected_change[1]:+.2f}, {expected_change[2]:+.2f}]; one seeding alone "
+                 f"moves a model's size by {seeding_spread:.1f}% (std), which is what the "
+                 "files' sizes above vary by."},
     ]
     return {"summary": summary, "tables": tables,
-            "details": {"recipes": {name: r.to_dict() for name, (r, _) in recipes.items()},
+            "details": {"recipes": {name: r.to_dict() for name, (r, _, _) in recipes.items()},
                         "student": STUDENT, "distill": DISTILL,
                         "self_distill": dataclasses.asdict(settings),
                         "self_distill_grid": [dict(zip(("alpha", "temperature", "accuracy_percent",
