@@ -51,8 +51,8 @@ class FederatedJobConfig:
         optimizer: ``"sgd"`` or ``"adam"``, in the file's train signature. Defaults to "sgd".
         learning_rate: Its step size. Defaults to 0.05.
         learning_rate_decay: Round ``r``'s clients train at ``learning_rate * decay ** (r - 1)``
-            (sent by the server; the baseline keeps ``learning_rate``), in (0, 1]. Defaults
-            to 1.0 (constant).
+            (sent by the server), in (0, 1]; the baseline's pooled epochs of round-equivalent
+            ``r`` (``local_epochs`` each) train at the same rate. Defaults to 1.0 (constant).
         hidden_units: Width of the default model's hidden layer. Defaults to 64.
         image_size: Side of the digits images. Defaults to 32.
         eval_copies: Augmented copies of each held-out image (9: 3,240 images).
@@ -178,7 +178,10 @@ def run_federated_job(config: FederatedJobConfig) -> FederatedJobResult:
             centralized = train_centralized(export.path, data.x_train, data.y_train, data.x_test,
                                             data.y_test, epochs=config.rounds * config.local_epochs,
                                             batch_size=config.batch_size, seed=config.seed,
-                                            progress=config.progress)
+                                            progress=config.progress,
+                                            learning_rate=fed_config.learning_rate,
+                                            learning_rate_decay=config.learning_rate_decay,
+                                            epochs_per_round=config.local_epochs)
             difference = mcnemar_difference_ci(federated.correct, centralized.correct)
         with staged_output_dir(output_dir, "--output_dir") as stage:
             files = write_report(federated, stage,
