@@ -182,11 +182,17 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
                                        or "variables, but received" in first_line):  # .keras
             # A (P)CQAT model quantized by tfmot itself, or by tflite_opt before its quantizers
             # were savable: the file names the plain 8-bit quantizer (qat_saving.py says why).
+            # The way out is tested for both schemes and formats (test_tfmot_qat_weights.py).
             hint = ("; this looks like a cluster-preserving (CQAT/PCQAT) QAT model whose file "
                     "does not record its quantizers (tfmot 0.8.1 saves them as plain 8-bit "
-                    "QAT), so it cannot be rebuilt. Load its weights instead: rebuild with "
-                    "tflite_opt.train.quantize_aware(pre_qat_model, scheme) and call "
-                    "load_weights; models from tflite_opt's quantize_aware save and load back")
+                    "QAT), so it cannot be rebuilt. Load its weights instead, for CQAT and "
+                    "PCQAT alike: qat = tflite_opt.train.quantize_aware(pre_qat_model, "
+                    "'cqat' or 'pcqat', per_channel_clusters=True) (pre_qat_model: the "
+                    "clustered model tfmot quantized; the flag makes tfmot's per-channel "
+                    "guess), then tflite_opt.train.tfmot_qat_weights.load_tfmot_qat_weights("
+                    f"qat, {os.fspath(path)!r}) (plain qat.load_weights works for CQAT only: "
+                    "PCQAT's sparsity masks are variables the file lacks); models from "
+                    "tflite_opt's quantize_aware save and load back")
         raise ModelLoadError(f"could not load Keras model from {str(path)!r} ({fmt}): "
                              f"{first_line[:300]}{hint}") from exc
     if not isinstance(model, keras.Model):
