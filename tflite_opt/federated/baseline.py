@@ -18,10 +18,10 @@ Example:
     >>> base.accuracy
     0.852
     >>> decayed = train_centralized("train.tflite", data.x_train, data.y_train, data.x_test,
-    ...                             data.y_test, epochs=40, seed=0, learning_rate=0.05,
-    ...                             learning_rate_decay=0.9, epochs_per_round=2)
+    ...                             data.y_test, epochs=40, seed=0, learning_rate=0.1,
+    ...                             learning_rate_decay=0.5, epochs_per_round=2)
     >>> decayed.learning_rates[:4]   # per epoch: rounds 1, 1, 2, 2
-    (0.05, 0.05, 0.045, 0.045)
+    (0.1, 0.1, 0.05, 0.05)
 """
 
 from __future__ import annotations
