@@ -24,7 +24,7 @@ EXPECTED = {
     "benchmark_compiled_model", "cluster", "compare", "convert", "convert_accuracy_aware",
     "dense_mlp", "digits_cnn", "evaluate_tflite", "export", "find_fastest_config", "host_cpu",
     "inspect_model", "keras_flavor", "load_calibration_data", "load_digits", "load_digits_eval",
-    "load_digits_rgb", "load_evaluation_data", "load_model",
+    "load_digits_rgb", "load_evaluation_data", "load_model", "load_tfmot_qat_weights",
     "mobilenet_v2", "optimize_scope", "profile_ops", "prune", "quantization_report",
     "quantize_aware", "read_metadata", "read_tflite", "run_pipeline", "strip", "train_digits_cnn",
     "training_callbacks", "weight_stats",

@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("mobilenet_v2_like", "mobilenet_v3_small", "mobilenet_v3_small_like",
                      "shufflenet_v2_like"), "tflite_opt.models.efficient"),
     "load_model": "tflite_opt.models.loading",
+    "load_tfmot_qat_weights": "tflite_opt.train.tfmot_qat_weights",
     "keras_flavor": "tflite_opt._keras",
     **dict.fromkeys(("train_digits_cnn", "train_from_scratch"), "tflite_opt.models.training"),
     # train

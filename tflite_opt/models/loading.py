@@ -189,7 +189,7 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
                     "PCQAT alike: qat = tflite_opt.train.quantize_aware(pre_qat_model, "
                     "'cqat' or 'pcqat', per_channel_clusters=True) (pre_qat_model: the "
                     "clustered model tfmot quantized; the flag makes tfmot's per-channel "
-                    "guess), then tflite_opt.train.tfmot_qat_weights.load_tfmot_qat_weights("
+                    "guess), then tflite_opt.load_tfmot_qat_weights("
                     f"qat, {os.fspath(path)!r}) (plain qat.load_weights works for CQAT only: "
                     "PCQAT's sparsity masks are variables the file lacks); models from "
                     "tflite_opt's quantize_aware save and load back")
