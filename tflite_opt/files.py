@@ -139,14 +139,17 @@ def check_output_dir(output_dir: str | os.PathLike, argument: str = "output_dir"
 
 
 def check_output_file(path: str | os.PathLike, argument: str = "output", *,
-                      inputs: Iterable[str | os.PathLike] = (), overwrite: bool = True) -> Path:
+                      inputs: Iterable[str | os.PathLike | tuple[str | os.PathLike, str]] = (),
+                      overwrite: bool = True) -> Path:
     """Fails now, before any work, if ``path`` cannot be written as an output file.
 
     Args:
         path: The file that will be written.
         argument: The argument or flag named in the error message.
         inputs: Files this run reads (a model and its sidecar): writing over one of
-            them would destroy the input, so naming one is refused.
+            them would destroy the input, so naming one is refused. An item may be a
+            ``(path, description)`` pair, the description naming the file in the error
+            (e.g. ``"the sidecar of the input model 'm.tflite'"``).
         overwrite: Whether an existing file may be replaced.
 
     Returns:
@@ -166,10 +169,11 @@ def check_output_file(path: str | os.PathLike, argument: str = "output", *,
         raise InvalidArgumentError(f"{argument} {str(path)!r} is a folder; name a file inside it, "
                                    f"e.g. {str(path / ('out' + (path.suffix or '.json')))!r}")
     for source in inputs:
+        source, what = source if isinstance(source, tuple) else (
+            source, f"the input file {str(source)!r}")
         if _same_file(path, Path(source)):
-            raise InvalidArgumentError(f"{argument} {str(path)!r} is the input file "
-                                       f"{str(source)!r}; writing there would destroy it, so "
-                                       "choose another file")
+            raise InvalidArgumentError(f"{argument} {str(path)!r} is {what}; writing there "
+                                       "would destroy it, so choose another file")
     problem = _folder_problem(path.parent)
     if problem:
         raise InvalidArgumentError(f"{argument} {str(path)!r} cannot be written: {problem}; "

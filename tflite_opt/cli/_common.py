@@ -90,7 +90,9 @@ def check_output(output: str, models: Sequence[str]) -> None:
 
     from tflite_opt.files import check_output_file
 
-    inputs = [p for m in models for p in (Path(m), Path(m).with_suffix(".json"))]
+    inputs = [item for m in models for item in (
+        Path(m), (Path(m).with_suffix(".json"), f"the sidecar of the input model {m!r} "
+                  "(read for its labels and preprocessing)"))]
     check_output_file(output, "--output", inputs=inputs)
 
 
