@@ -14,7 +14,8 @@ TINY_FLAGS = ["--architectures=mobilenet_v2_like", "--widths=0.25", "--depths=0.
               "--trials=2", "--budget_latency_ms=1000", "--budget_size_kb=1000",
               # This test is about the chief and the workers: train on the images as they are,
               # score few, measure once (test_training_and_latency_check covers those).
-              "--noaugmentation", "--validation_copies=1", "--latency_repeats=0"]
+              "--noaugmentation", "--validation_copies=1", "--latency_repeats=0",
+              "--retrain_final=false"]
 
 
 def _free_port() -> int:

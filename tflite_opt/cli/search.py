@@ -13,7 +13,9 @@ train_from_scratch does; --noaugmentation turns that off), compresses, converts,
 .tflite on augmented copies of held-out training images and measures it against a reference
 (again, when within the measured noise of the latency budget). Writes pareto.csv,
 pareto.md, pareto.png, trials.json, search.json and best/ (model.tflite, model.json,
-labels.txt, recipe.json, report.json, report.md) into --output_dir. Rerunning the same
+labels.txt, recipe.json, report.json, report.md, search_trial_model.tflite) into --output_dir.
+The pick is then trained again on all the training images and shipped as best/model.tflite
+when it still meets the budget (--retrain_final=false skips that). Rerunning the same
 command resumes (KerasTuner's project in OUTPUT_DIR/.tuner).
 
 Distributed (KerasTuner's chief/worker mode over gRPC): start the same command in every
@@ -76,6 +78,11 @@ flags.DEFINE_integer("latency_repeats", 5, "Extra measurements (against the refe
 flags.DEFINE_integer("seed", 0, "Seed of the oracle, the data split and the training.",
                      lower_bound=0, upper_bound=2**31 - 1)
 flags.DEFINE_integer("verbose", 1, "0 quiet, 1 a summary per trial.")
+flags.DEFINE_bool("retrain_final", True, "Train the pick again on all the training images "
+                  "(the held-out ones too; the trial's epochs, recipe and seed), convert, "
+                  "measure it against the budget again and ship it as best/model.tflite (the "
+                  "trial's file stays as best/search_trial_model.tflite); --retrain_final=false "
+                  "ships the trial's file.")
 
 
 def _numbers(flag: str, kind: type) -> tuple:
@@ -114,7 +121,7 @@ def main(argv) -> None:
                           latency_table_model=FLAGS.latency_table_model,
                           measure_threads=_numbers("measure_threads", int),
                           benchmark_runs=FLAGS.benchmark_runs, seed=FLAGS.seed,
-                          verbose=FLAGS.verbose)
+                          verbose=FLAGS.verbose, retrain_final=FLAGS.retrain_final)
     result = run_search(config)
     if result is None:
         print("worker done: the chief writes the outputs")
@@ -130,7 +137,13 @@ def main(argv) -> None:
         best = result.best
         print(f"best under budget: trial {best['trial_id']} {best['candidate']['architecture']}, "
               f"accuracy {100 * best['accuracy']:.2f}%, latency {best['latency_us']:.0f} us, "
-              f"size {best['size_bytes']} B -> {result.best_dir}")
+              f"size {best['size_bytes']} B (trial on the search's training split)")
+        final = result.final
+        if final is not None:
+            print(f"retrained on all {final['training_images']} training images: latency "
+                  f"{final['latency_us']:.0f} us, size {final['size_bytes']} B, "
+                  f"{'within budget' if final['within_budget'] else 'over budget, not shipped'}")
+        print(f"shipped: {result.best_dir / 'model.tflite'} (report.md beside it)")
     print(f"outputs in {result.output_dir.resolve()}")
 
 

@@ -85,6 +85,10 @@ class SearchConfig:
         calibration_samples: Training images calibrating int8. Defaults to 100.
         seed: Oracle and training seed. Defaults to 0.
         verbose: 0 quiet, 1 KerasTuner's trial summaries and a line per trial. Defaults to 1.
+        retrain_final: After the search, train the pick again from scratch on all the
+            training images (the held-out ones too) with the trial's epochs, recipe and seed,
+            convert and measure it, and ship that file as ``best/model.tflite``
+            (``retrain_final``); False ships the trial's file as it is. Defaults to True.
     """
 
     output_dir: str
@@ -107,6 +111,7 @@ class SearchConfig:
     calibration_samples: int = 100
     seed: int = 0
     verbose: int = 1
+    retrain_final: bool = True
 
     def __post_init__(self) -> None:
         if self.oracle not in ORACLES:
@@ -128,6 +133,9 @@ class SearchConfig:
         if self.latency_table_model and not self.latency_table:
             raise InvalidArgumentError("latency_table_model is set without latency_table; pass "
                                        "--latency_table=FILE too, or drop --latency_table_model")
+        if not isinstance(self.retrain_final, bool):
+            raise InvalidArgumentError(f"retrain_final is {self.retrain_final!r}; accepted: True "
+                                       "or False (--retrain_final)")
         object.__setattr__(self, "measure_threads", tuple(int(t) for t in self.measure_threads))
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,7 +146,13 @@ class SearchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
-    """What a search found: every trial's record, the Pareto front and the best under budget."""
+    """What a search found: every trial's record, the Pareto front and the best under budget.
+
+    ``best`` is the chosen trial's record (trained on the search's training split, scored on
+    its validation split); ``final`` the record of its retrain on all training images
+    (``retrain_final``; None when skipped or nothing met the budget), whose file is
+    ``best_dir / "model.tflite"`` when it meets the budget too.
+    """
 
     records: tuple[dict, ...]
     front: tuple[dict, ...]
@@ -146,6 +160,7 @@ class SearchResult:
     best_dir: Path | None
     output_dir: Path
     wall_s: float
+    final: dict | None = None
 
 
 def make_oracle(config: SearchConfig) -> Any:
@@ -283,14 +298,11 @@ def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
         >>> evaluate_candidate(Candidate(), search_data(config, 24), config, None, Path("t"),
         ...                    epochs=3)
     """
-    from tflite_opt._keras import keras_of_flavor
-    from tflite_opt.data.augment import Augmentation
-    from tflite_opt.models.training import train_from_scratch
+    from tflite_opt.runtime import evaluate_tflite
 
     budgets = config.budgets
     started = time.perf_counter()
-    keras_of_flavor("tf_keras").utils.set_random_seed(config.seed)  # the initial weights
-    model = candidate.build(num_classes=data.num_classes, channels=data.input_shape[-1])
+    model = _build(candidate, data, config.seed)
     record: dict[str, Any] = {
         "candidate": candidate.to_dict(), "params": int(model.count_params()),
         "weight_bytes_lower_bound": weight_bytes_lower_bound(model, candidate),
@@ -313,12 +325,43 @@ def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
                              f"{budgets.latency_us:.0f} us", started, latency=estimate.total_us)
     # No validation inside fit: the score is the .tflite's accuracy, taken once at the end
     # (a per-epoch Keras evaluation would trace one more graph per trial for nothing).
+    path = _train_and_convert(model, candidate, data, config, epochs, trial_dir, record)
+    record["accuracy"] = float(evaluate_tflite(path, data.x_test, data.y_test).accuracy)
+    _measure(path, config, table, reference, reference_history_us, record)
+    record.update(score=budgets.score(record["accuracy"], record["latency_us"],
+                                      record["size_bytes"]),
+                  seconds=time.perf_counter() - started)
+    return record
+
+
+def _build(candidate: Candidate, data: Any, seed: int) -> Any:
+    """The candidate's untrained tf_keras model, its initial weights drawn from ``seed``."""
+    from tflite_opt._keras import keras_of_flavor
+
+    keras_of_flavor("tf_keras").utils.set_random_seed(seed)
+    return candidate.build(num_classes=data.num_classes, channels=data.input_shape[-1])
+
+
+def _train_and_convert(model: Any, candidate: Candidate, data: Any, config: SearchConfig,
+                       epochs: int, out_dir: Path, record: dict[str, Any]) -> Path:
+    """Trains ``model`` on ``data.x_train`` as ``train_from_scratch`` does, runs the
+    candidate's compression recipe, converts and writes ``out_dir/model.tflite`` (with its
+    sidecar, labels and ``recipe.json``); what it did goes into ``record``. A search trial
+    and the final retrain of its pick both go through here, so they train alike."""
+    from tflite_opt.convert import convert
+    from tflite_opt.data.augment import Augmentation
+    from tflite_opt.models.training import train_from_scratch
+
+    calibration = data.x_train[:config.calibration_samples]
     train_from_scratch(model, data, epochs=epochs, batch_size=config.batch_size,
                        learning_rate=config.learning_rate,
                        augmentation=Augmentation() if config.augmentation else None,
                        seed=config.seed)
     # On the training images as fit saw them (augmented unless augmentation is off).
     record["keras_train_accuracy"] = float(model.history.history["accuracy"][-1])
+    # What fit saw, counted by the optimizer: epochs x ceil(images / batch_size) steps.
+    record["training_images"] = int(len(data.x_train))
+    record["optimizer_steps"] = int(model.optimizer.iterations.numpy())
     recipe = candidate.recipe(epochs=config.compress_epochs)
     if recipe is not None:
         from tflite_opt.train.plan import OptimizationPlan
@@ -327,21 +370,27 @@ def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
                                             batch_size=config.batch_size, verbose=0)
         model = plan.model
         record["stages"] = [s.to_dict() for s in plan.stages]
-    from tflite_opt.convert import convert
-    from tflite_opt.runtime import evaluate_tflite
-
     converted = convert(model, candidate.precision, representative_data=calibration,
                         num_calibration_samples=len(calibration), progress=False)
-    path = converted.save(trial_dir / "model.tflite", overwrite=True, labels=LABELS)
-    atomic_write_json(trial_dir / "recipe.json", {
+    path = converted.save(out_dir / "model.tflite", overwrite=True, labels=LABELS)
+    atomic_write_json(out_dir / "recipe.json", {
         "candidate": candidate.to_dict(),
         "training": {"epochs": epochs, "batch_size": config.batch_size,
+                     "images": record["training_images"],
                      "trainer": "tflite_opt.models.training.train_from_scratch",
                      "optimizer": "adam, cosine decay", "learning_rate": config.learning_rate,
                      "augmentation": Augmentation().to_dict() if config.augmentation else None,
                      "seed": config.seed, "flavor": "tf_keras"},
         "compression": recipe.to_dict() if recipe is not None else None})
-    record["accuracy"] = float(evaluate_tflite(path, data.x_test, data.y_test).accuracy)
+    return path
+
+
+def _measure(path: Path, config: SearchConfig, table: LatencyTable | None,
+             reference: Path | None, reference_history_us: Sequence[float],
+             record: dict[str, Any]) -> None:
+    """Latency (host, or the table's estimate), size and the budget verdict of ``path``, into
+    ``record``."""
+    budgets = config.budgets
     # With a latency table the table decides the budget: the host is measured once, for the
     # record; otherwise a first figure near the budget is measured again (latency_check).
     check = check_latency(path, budgets.latency_us if table is None else None, reference,
@@ -359,10 +408,7 @@ def evaluate_candidate(candidate: Candidate, data: Any, config: SearchConfig,
         latency = estimate.total_us
     record.update(trained=True, latency_us=latency,
                   within_budget=not budgets.violations(latency, record["size_bytes"]),
-                  violations=budgets.violations(latency, record["size_bytes"]),
-                  score=budgets.score(record["accuracy"], latency, record["size_bytes"]),
-                  seconds=time.perf_counter() - started)
-    return record
+                  violations=budgets.violations(latency, record["size_bytes"]))
 
 
 def _convert(model: Any, precision: str, calibration: Any) -> bytes:
@@ -504,10 +550,12 @@ def write_outputs(oracle: Any, config: SearchConfig, table: LatencyTable | None,
     front = pareto_front(records)
     best = best_record(records)
     atomic_write_json(output_dir / "trials.json", records)
-    best_dir = None
+    best_dir, final = None, None
     if best is not None:
-        best_dir = _write_best(best, project_dir / f"trial_{best['trial_id']}", output_dir / "best",
-                               config, table)
+        if config.retrain_final:
+            final = retrain_final(best, config, table)
+        best_dir = _write_best(best, final, project_dir / f"trial_{best['trial_id']}",
+                               output_dir / "best", config, table)
     summary = {
         "trials": len(records), "trained": sum(1 for r in records if r["trained"]),
         "rejected_before_training": sum(1 for r in records if not r["trained"]),
@@ -515,47 +563,153 @@ def write_outputs(oracle: Any, config: SearchConfig, table: LatencyTable | None,
                                             if r["trained"] and not r["within_budget"]),
         "duplicates": sum(1 for r in records if r.get("duplicate_of")),
         "pareto_trials": [r["trial_id"] for r in front],
-        "best_trial": best["trial_id"] if best else None, "wall_s": wall_s,
+        "best_trial": best["trial_id"] if best else None,
+        "final_retrained": final is not None,
+        "final_within_budget": final["within_budget"] if final else None, "wall_s": wall_s,
         "latency_source": "latency_table" if table else "measured on this host"}
     atomic_write_json(output_dir / "search.json", {"config": config.to_dict(), "summary": summary,
                                                    "latency_table": table.to_dict() if table
                                                    else None})
     return SearchResult(records=tuple(records), front=tuple(front), best=best, best_dir=best_dir,
-                        output_dir=output_dir, wall_s=wall_s)
+                        output_dir=output_dir, wall_s=wall_s, final=final)
 
 
-def _write_best(best: dict, trial_dir: Path, best_dir: Path, config: SearchConfig,
-                table: LatencyTable | None) -> Path:
+FINAL_RECORD = "final_record.json"
+
+
+def retrain_final(best: dict, config: SearchConfig, table: LatencyTable | None) -> dict:
+    """The search's pick trained again from scratch on all the training images, as its trial
+    was trained (same builder, epochs, recipe, seed and calibration count), then converted and
+    measured against the budget again; its files and record go to
+    ``OUTPUT_DIR/.tuner/final_trial_ID/``.
+
+    KerasTuner's own recipe (``get_best_hyperparameters``, then build and fit on all data):
+    the trial was fit on ``1 - validation_fraction`` of the images, so the file shipped has
+    seen every image the search may use; the digits' test split (the eval set's source) is
+    still never read. The latency and size are measured again on the new file: the
+    architecture is the trial's, but a compression stage's outcome depends on the weights.
+    The record is written last and atomically, so a resumed search reuses a finished retrain
+    of the same trial (``_check_resume`` guarantees the same settings) and redoes one that was
+    interrupted.
+
+    Example:
+        >>> final = retrain_final(result.best, config, None)
+        >>> final["training_images"], final["within_budget"]
+    """
+    from tflite_opt.data.digits import load_digits
+
+    output_dir = Path(config.output_dir)
+    final_dir = output_dir / TUNER_DIR / f"final_trial_{best['trial_id']}"
+    record_path = final_dir / FINAL_RECORD
+    if record_path.is_file() and (final_dir / "model.tflite").is_file():
+        try:
+            done = json.loads(record_path.read_text())
+        except ValueError:
+            done = {}
+        if done.get("trial_id") == best["trial_id"] and done.get("candidate") == best["candidate"]:
+            return done
+    started = time.perf_counter()
+    candidate = Candidate.from_values(best["candidate"])
+    data = load_digits(image_size=candidate.resolution, seed=config.seed)
+    # Only the training split: nothing downstream may read the test split by accident.
+    data = dataclasses.replace(data, x_test=data.x_test[:0], y_test=data.y_test[:0])
+    model = _build(candidate, data, config.seed)
+    record: dict[str, Any] = {
+        "trial_id": best["trial_id"], "candidate": best["candidate"], "epochs": best["epochs"],
+        "params": int(model.count_params()), "table_latency_us": None,
+        "trial_accuracy": best["accuracy"]}
+    if config.verbose:
+        print(f"retraining trial {best['trial_id']}'s candidate on all {len(data.x_train)} "
+              f"training images ({best['epochs']} epochs)", flush=True)
+    path = _train_and_convert(model, candidate, data, config, best["epochs"], final_dir, record)
+    reference = None
+    if table is None and config.budgets.latency_us is not None and config.latency_repeats > 0:
+        reference = reference_model(output_dir / TUNER_DIR)
+    _measure(path, config, table, reference,
+             _reference_history(output_dir / TUNER_DIR / "search"), record)
+    record["seconds"] = time.perf_counter() - started
+    atomic_write_json(record_path, record)
+    record = json.loads(record_path.read_text())  # as a resumed search reads it back
+    if config.verbose:
+        print(f"final model: latency {record['latency_us']:.0f} us, size {record['size_bytes']} "
+              f"B, {'within budget' if record['within_budget'] else 'over budget: '}"
+              f"{'' if record['within_budget'] else ', '.join(record['violations'])}", flush=True)
+    return record
+
+
+def _write_best(best: dict, final: dict | None, trial_dir: Path, best_dir: Path,
+                config: SearchConfig, table: LatencyTable | None) -> Path:
+    """``best/``: the shipped ``model.tflite`` (the retrained file when it meets the budget,
+    else the trial's), ``search_trial_model.tflite`` (the trial's, as scored) and the report."""
+    ships_final = final is not None and final["within_budget"]
+    shipped_dir = trial_dir.parent.parent / f"final_trial_{best['trial_id']}" if ships_final \
+        else trial_dir
     for name in ("model.tflite", "model.json", "labels.txt", "recipe.json"):
-        source = trial_dir / name
+        source = shipped_dir / name
         if source.is_file():
             atomic_write_bytes(best_dir / name, source.read_bytes())
+    for name in ("model.tflite", "recipe.json"):
+        atomic_write_bytes(best_dir / f"search_trial_{name}", (trial_dir / name).read_bytes())
+    search_trial = {key: best.get(key) for key in (
+        "accuracy", "latency_us", "host_latency_us", "host_measurement", "latency_check",
+        "table_latency_us", "size_bytes", "within_budget", "keras_train_accuracy",
+        "training_images", "optimizer_steps", "stages")}
+    search_trial["file"] = "search_trial_model.tflite"
+    final_report = None
+    if final is not None:
+        final_report = {key: final.get(key) for key in (
+            "latency_us", "host_latency_us", "host_measurement", "latency_check",
+            "table_latency_us", "size_bytes", "within_budget", "violations",
+            "keras_train_accuracy", "training_images", "optimizer_steps", "stages", "seconds")}
+        final_report["file"] = "model.tflite" if ships_final else None
+    shipped = final if ships_final else best
     report = {"trial": best["trial_id"], "candidate": best["candidate"],
-              "accuracy": best["accuracy"], "latency_us": best["latency_us"],
+              "shipped": "final" if ships_final else "search_trial",
+              # The trial's validation score: the final file has no held-out images left.
+              "accuracy": best["accuracy"], "latency_us": shipped["latency_us"],
               "latency_source": "latency_table" if table else "measured on this host",
-              "host_latency_us": best["host_latency_us"],
-              "host_measurement": best.get("host_measurement"),
-              "latency_check": best.get("latency_check"),
-              "table_latency_us": best.get("table_latency_us"),
-              "size_bytes": best["size_bytes"], "budgets": config.budgets.to_dict(),
-              "within_budget": best["within_budget"], "params": best["params"],
-              "keras_train_accuracy": best.get("keras_train_accuracy"),
-              "stages": best.get("stages", []), "host_cpu": _cpu()}
+              "host_latency_us": shipped["host_latency_us"],
+              "host_measurement": shipped.get("host_measurement"),
+              "latency_check": shipped.get("latency_check"),
+              "table_latency_us": shipped.get("table_latency_us"),
+              "size_bytes": shipped["size_bytes"], "budgets": config.budgets.to_dict(),
+              "within_budget": shipped["within_budget"], "params": best["params"],
+              "keras_train_accuracy": shipped.get("keras_train_accuracy"),
+              "stages": shipped.get("stages", []), "epochs": best["epochs"],
+              "search_trial": search_trial, "final": final_report, "host_cpu": _cpu()}
     atomic_write_json(best_dir / "report.json", report)
     c = best["candidate"]
     lines = [f"# Best candidate under the budget (trial {best['trial_id']})", "",
              f"- architecture: {c['architecture']} (width {c['width']}, depth {c['depth']}, "
              f"kernel {c['kernel_size']}, input {c['resolution']}x{c['resolution']})",
-             f"- recipe: {c['precision']}, sparsity {c['sparsity']}, clusters {c['clusters']}",
-             f"- accuracy of the .tflite on the validation split ({config.validation_copies} "
-             f"augmented copies of {config.validation_fraction:g} of the training images): "
-             f"{100 * best['accuracy']:.2f}%",
-             f"- latency: {best['latency_us']:.1f} us ({report['latency_source']}; host "
-             f"{best['host_latency_us']:.1f} us on {report['host_cpu']})",
-             f"- size: {best['size_bytes']} B",
-             f"- budgets: {config.budgets.to_dict()}", ""]
+             f"- recipe: {c['precision']}, sparsity {c['sparsity']}, clusters {c['clusters']}, "
+             f"{best['epochs']} epochs",
+             f"- accuracy of the trial's .tflite on the validation split "
+             f"({config.validation_copies} augmented copies of {config.validation_fraction:g} "
+             f"of the training images): {100 * best['accuracy']:.2f}%", "",
+             "| file | trained on | latency us | size B | within budget |",
+             "|---|---|---|---|---|",
+             _file_row("search_trial_model.tflite (the trial, as scored)", best, report)]
+    if final is not None:
+        name = "model.tflite (retrained, shipped)" if ships_final else \
+            f"{FINAL_RECORD} (retrained, over budget: not shipped)"
+        lines.append(_file_row(name, final, report))
+    lines += ["", f"Shipped as model.tflite: the {'retrained' if ships_final else 'trial'}'s "
+              "file" + (" (retrain_final off)." if final is None else "."),
+              f"Latency: {report['latency_source']}, host CPU {report['host_cpu']}; budgets: "
+              f"{config.budgets.to_dict()}", ""]
+    if final is not None and not ships_final:
+        lines.insert(-1, "The retrained file broke the budget ("
+                     f"{', '.join(final['violations'])}), so the trial's file is shipped.")
     atomic_write_text(best_dir / "report.md", "\n".join(lines))
     return best_dir
+
+
+def _file_row(name: str, record: dict, report: dict) -> str:
+    images = record.get("training_images")
+    return (f"| {name} | {images if images is not None else '?'} images, "
+            f"{record.get('optimizer_steps', '?')} steps | {record['latency_us']:.1f} | "
+            f"{record['size_bytes']} | {'yes' if record['within_budget'] else 'no'} |")
 
 
 def _cpu() -> str:
