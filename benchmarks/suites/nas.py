@@ -9,14 +9,18 @@ this host: ``LATENCY_BUDGET_US`` (median of the fastest configuration, 1 thread,
 on/off; re-measured against the reference when within the measured noise of the budget) and
 ``SIZE_BUDGET_BYTES`` (the file). Float32 and wide candidates break the size budget on their
 weights alone and are rejected before training; mid-sized ones train and then break the
-latency budget. The chosen model's ``.tflite`` is then measured again in a fresh process
-(``scripts/benchmark.py`` through ``subprocess``, same threads and kernels, 200 runs) and
-scored on the augmented eval set (3,240 images) with a 95% Clopper-Pearson interval.
+latency budget. The chosen candidate is then trained again on all 1,437 training images
+(``retrain_final``: the trial's epochs, recipe and seed), converted and checked against the
+budgets again; that file is what the search ships (``best/model.tflite``). It is measured
+again in a fresh process (``scripts/benchmark.py`` through ``subprocess``, same threads and
+kernels, 200 runs) and scored on the augmented eval set (3,240 images) with a 95%
+Clopper-Pearson interval, and compared image by image (McNemar) with the trial's own file
+(trained on 80% of the images), which is scored too.
 
 The comparison row: ``mobilenet_v2_like`` (the most accurate builder of the ``decompose``
 suite) at its default depth, kernel and 32x32 input, at the widest width whose int8 weights
 fit in the pick's file size, trained by ``train_from_scratch`` for the same ``EPOCHS`` on all
-1,437 training images (the pick saw 80% of them), int8; its eval-set accuracy is compared with
+1,437 training images (as the shipped pick was), int8; its eval-set accuracy is compared with
 the pick's image by image (McNemar 95% interval) and its latency interleaved with the pick's.
 
 Resolution 32 is left out of the space (at 32x32 every builder of this size class measured
@@ -26,11 +30,16 @@ last committed run's pruned and unpruned picks had the same 62,810 bytes and 23-
 the gzip size shrinks), and their stages would take a third of the 15 minutes the suite is
 allowed on 2 shared cores, where training with augmentation already takes most of them.
 
-Summary keys (stable): trials, wall_s, best_latency_us, latency_budget_us, best_size_bytes,
-size_budget_bytes, best_accuracy, remeasured_latency_us, remeasured_within_budget,
+Summary keys (stable): trials, wall_s (the search and the final retrain), best_latency_us,
+latency_budget_us, best_size_bytes (the shipped file's), size_budget_bytes, best_accuracy (the
+trial's, on the validation split), remeasured_latency_us, remeasured_within_budget,
 rejected_before_training, duplicates (trials that repeated a candidate; figures reused),
 over_budget_after_conversion, trained, best_eval_accuracy, best_eval_accuracy_ci95,
-best_candidate, remeasured_near_budget (trials measured again: first figure within the
+best_candidate (best_eval_*: the shipped file), final_retrained (the shipped file is the
+retrained one), final_training_images, search_trial_latency_us, search_trial_size_bytes,
+search_trial_eval_accuracy, search_trial_eval_accuracy_ci95 (the trial's own file),
+final_minus_search_trial_ci95 (eval-set points, McNemar: shipped minus trial file),
+remeasured_near_budget (trials measured again: first figure within the
 measured noise of the budget), latency_noise_max (the largest relative noise a margin was
 derived from), fixed_builder, fixed_eval_accuracy, fixed_eval_accuracy_ci95, fixed_latency_us,
 fixed_size_bytes, pick_latency_us_side_by_side (the pick, interleaved with the fixed builder),
@@ -144,21 +153,39 @@ def run(output_dir: Path, quick: bool = False) -> dict:
         "best_eval_accuracy": None, "best_eval_accuracy_ci95": None, "best_candidate": None,
         "fixed_builder": None, "fixed_eval_accuracy": None, "fixed_eval_accuracy_ci95": None,
         "fixed_latency_us": None, "fixed_size_bytes": None, "pick_minus_fixed_ci95": None,
+        "final_retrained": result.final is not None and bool(result.final["within_budget"]),
+        "final_training_images": (result.final or {}).get("training_images"),
+        "search_trial_latency_us": None, "search_trial_size_bytes": None,
+        "search_trial_eval_accuracy": None, "search_trial_eval_accuracy_ci95": None,
+        "final_minus_search_trial_ci95": None,
         "cpu": host_cpu().model, "load_average": [round(v, 2) for v in load_before]}
     if best is not None:
-        model = result.best_dir / "model.tflite"
-        measurement = best["host_measurement"]
+        from tflite_opt.report.significance import mcnemar_difference_ci
+
+        model = result.best_dir / "model.tflite"  # what the search ships
+        shipped = result.final if summary["final_retrained"] else best
+        measurement = shipped["host_measurement"]
         again = remeasure(model, measurement["num_threads"], measurement["op_resolver"])
-        accuracy, interval, n, correct = eval_accuracy(model, best["candidate"]["resolution"],
-                                                       quick)
+        resolution = best["candidate"]["resolution"]
+        accuracy, interval, n, correct = eval_accuracy(model, resolution, quick)
+        trial_accuracy, trial_interval, _, trial_correct = eval_accuracy(
+            result.best_dir / "search_trial_model.tflite", resolution, quick)
+        change = mcnemar_difference_ci(correct, trial_correct)
         summary.update(
-            best_latency_us=round(best["latency_us"], 1), best_size_bytes=best["size_bytes"],
+            best_latency_us=round(shipped["latency_us"], 1),
+            best_size_bytes=shipped["size_bytes"],
             best_accuracy=round(best["accuracy"], 4), remeasured_latency_us=round(again, 1),
             remeasured_within_budget=again <= LATENCY_BUDGET_US
-            and best["size_bytes"] <= SIZE_BUDGET_BYTES,
+            and shipped["size_bytes"] <= SIZE_BUDGET_BYTES,
             best_eval_accuracy=round(accuracy, 4),
             best_eval_accuracy_ci95=[round(v, 4) for v in interval],
-            best_candidate=best["candidate"], eval_images=n)
+            best_candidate=best["candidate"], eval_images=n,
+            search_trial_latency_us=round(best["latency_us"], 1),
+            search_trial_size_bytes=best["size_bytes"],
+            search_trial_eval_accuracy=round(trial_accuracy, 4),
+            search_trial_eval_accuracy_ci95=[round(v, 4) for v in trial_interval],
+            final_minus_search_trial_ci95=[round(100 * float(v), 2) for v in (
+                change.difference, change.ci95_low, change.ci95_high)])
         summary.update(_compare_fixed(best, model, correct, search_dir, quick, measurement))
     if (search_dir / "pareto.png").is_file():
         atomic_write_bytes(Path(output_dir) / "nas_pareto.png",
@@ -180,6 +207,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
     tables = [pareto_table(result.records), trials_table]
     if summary["fixed_builder"] is not None:
         tables.insert(0, _comparison_table(summary))
+    if summary["search_trial_eval_accuracy"] is not None:
+        tables.insert(0, _final_table(summary))
     return {"summary": summary, "tables": tables,
             "details": {"config": config.to_dict(), "records": list(result.records),
                         "notes": ["size_bytes of a rejected trial is its weights' lower bound",
@@ -214,6 +243,35 @@ def _compare_fixed(best: dict, model: Path, correct: Any, output_dir: Path, quic
                 difference.difference, difference.ci95_low, difference.ci95_high)]}
 
 
+def _final_table(summary: dict) -> dict:
+    """The shipped file next to the trial's own file (same architecture and recipe)."""
+    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    ships = "retrained on all training images" if summary["final_retrained"] else \
+        "the trial's file (the retrain broke a budget)"
+    within = lambda us, size: (us <= summary["latency_budget_us"]  # noqa: E731
+                               and size <= summary["size_budget_bytes"])
+    return {"title": f"The pick as shipped ({ships}) vs the trial's file (eval set, "
+                     f"{summary['eval_images']} images)",
+            "columns": ["file", "trained on", "eval acc. %", "95% CI", "latency us", "bytes",
+                        "within budget"],
+            "rows": [["best/model.tflite (shipped)",
+                      f"{summary['final_training_images'] or '80% of the'} training images"
+                      if summary["final_retrained"] else "80% of the training images",
+                      pct(summary["best_eval_accuracy"]),
+                      [pct(v) for v in summary["best_eval_accuracy_ci95"]],
+                      summary["best_latency_us"], summary["best_size_bytes"],
+                      within(summary["best_latency_us"], summary["best_size_bytes"])],
+                     ["best/search_trial_model.tflite", "80% of the training images",
+                      pct(summary["search_trial_eval_accuracy"]),
+                      [pct(v) for v in summary["search_trial_eval_accuracy_ci95"]],
+                      summary["search_trial_latency_us"], summary["search_trial_size_bytes"],
+                      within(summary["search_trial_latency_us"],
+                             summary["search_trial_size_bytes"])],
+                     ["shipped - trial, points [95% CI] (McNemar)", "",
+                      summary["final_minus_search_trial_ci95"][0],
+                      summary["final_minus_search_trial_ci95"][1:], "", "", ""]]}
+
+
 def _comparison_table(summary: dict) -> dict:
     c, f = summary["best_candidate"], summary["fixed_builder"]
     budget = (f"<= {summary['latency_budget_us']:g} us, <= {summary['size_budget_bytes']} B")
@@ -224,7 +282,9 @@ def _comparison_table(summary: dict) -> dict:
                         f"within budget ({budget})"],
             "rows": [[f"search pick: {c['architecture']} w{c['width']} d{c['depth']} "
                       f"k{c['kernel_size']} {c['resolution']}px {c['precision']} "
-                      f"sparsity {c['sparsity']}", f"{EPOCHS} epochs, 80% of training images",
+                      f"sparsity {c['sparsity']}", f"{EPOCHS} epochs, "
+                      + ("all training images (retrained)" if summary["final_retrained"]
+                         else "80% of training images (the trial's file)"),
                       pct(summary["best_eval_accuracy"]),
                       [pct(v) for v in summary["best_eval_accuracy_ci95"]],
                       summary["pick_latency_us_side_by_side"], summary["best_size_bytes"],

@@ -694,8 +694,9 @@ def _write_best(best: dict, final: dict | None, trial_dir: Path, best_dir: Path,
         name = "model.tflite (retrained, shipped)" if ships_final else \
             f"{FINAL_RECORD} (retrained, over budget: not shipped)"
         lines.append(_file_row(name, final, report))
-    lines += ["", f"Shipped as model.tflite: the {'retrained' if ships_final else 'trial'}'s "
-              "file" + (" (retrain_final off)." if final is None else "."),
+    lines += ["", "Shipped as model.tflite: "
+              + ("the retrained file." if ships_final else "the trial's file"
+                 + (" (retrain_final off)." if final is None else ".")),
               f"Latency: {report['latency_source']}, host CPU {report['host_cpu']}; budgets: "
               f"{config.budgets.to_dict()}", ""]
     if final is not None and not ships_final:
