@@ -4,7 +4,8 @@ KerasTuner's oracles pick candidates from the efficient builders and a compressi
 (``space``); each trial is trained, converted and measured on its ``.tflite`` (``tuner``,
 ``objective``; near the budget again, against a reference: ``latency_check``), or priced by a
 phone's ``benchmark_model`` op profile (``latency_table``);
-the Pareto front is computed from every trial's figures (``pareto``).
+the Pareto front is computed from every trial's figures (``pareto``); the pick is trained
+again on all the training images before it ships (``retrain_final``).
 
 Example:
     >>> from tflite_opt.search import Budgets, SearchConfig, run_search
@@ -18,11 +19,12 @@ from tflite_opt.search.pareto import pareto_front, write_pareto
 from tflite_opt.search.space import (ARCHITECTURES, Candidate, SearchSpace,
                                      weight_bytes_lower_bound)
 from tflite_opt.search.tuner import (ORACLES, SearchConfig, SearchResult, evaluate_candidate,
-                                     make_oracle, run_search, search_data)
+                                     make_oracle, retrain_final, run_search, search_data)
 
 __all__ = [
     "ARCHITECTURES", "Budgets", "Candidate", "LatencyCheck", "LatencyEstimate", "LatencyTable",
     "Measurement", "ORACLES", "SearchConfig", "SearchResult", "SearchSpace", "check_latency",
     "evaluate_candidate", "make_oracle", "measure_latency", "parse_profile", "pareto_front",
-    "reference_model", "run_search", "search_data", "weight_bytes_lower_bound", "write_pareto",
+    "reference_model", "retrain_final", "run_search", "search_data", "weight_bytes_lower_bound",
+    "write_pareto",
 ]

@@ -11,7 +11,9 @@ eval set is made (augmented copies of held-out training images; the digits' test
 read) and measure its latency against a fixed reference, re-measured when close to the budget
 (``tflite_opt.search.latency_check``). Each trial reports the scalar ``score``
 (``tflite_opt.search.objective``) and keeps every figure in ``trial_*/record.json``; the
-Pareto front and the best model are computed from those.
+Pareto front and the best model are computed from those. The best trial's candidate is then
+trained again through the same code on all the training images (``retrain_final``), measured
+against the budgets again and shipped as ``best/model.tflite``.
 
 The search is resumable (KerasTuner's own project folder under ``OUTPUT_DIR/.tuner``,
 ``overwrite=False``) and runs distributed with KerasTuner's chief/worker mode: processes with
@@ -467,7 +469,10 @@ def run_search(config: SearchConfig) -> SearchResult | None:
 
     Writes into ``config.output_dir``: ``pareto.csv``/``.md``/``.png``, ``trials.json``,
     ``search.json`` (config and summary) and ``best/`` (``model.tflite``, its sidecar
-    ``model.json``, ``labels.txt``, ``recipe.json``, ``report.json``, ``report.md``).
+    ``model.json``, ``labels.txt``, ``recipe.json``, ``report.json``, ``report.md``, and the
+    trial's own ``search_trial_model.tflite`` / ``search_trial_recipe.json``).
+    ``model.tflite`` is the pick retrained on all training images (``retrain_final``) when
+    ``config.retrain_final`` is set and that file meets the budgets, else the trial's.
 
     Raises:
         InvalidArgumentError: a bad flag value or latency table (the message names it).
