@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 from tflite_opt.search import Budgets, SearchConfig, SearchSpace, run_search, search_data
 
 # One candidate at 8x8, one epoch, unaugmented and measured once: this test is about what is
@@ -55,6 +57,10 @@ def test_pick_is_retrained_on_all_training_images_shipped_and_not_redone_on_resu
         <= budgets.size_bytes
     assert report["search_trial"]["size_bytes"] == trial_file.stat().st_size
     assert final["within_budget"] and final["latency_us"] <= budgets.latency_us
+    # Decided side by side with the trial's file: its latency times their median ratio.
+    side = final["latency_vs_trial"]
+    assert final["latency_us"] == pytest.approx(
+        best["latency_us"] * side["final_median_us"] / side["trial_median_us"])
     assert benchmark(shipped / "model.tflite", num_runs=5).median_us <= budgets.latency_us
     assert f"{all_images} images" in (shipped / "report.md").read_text()
     # The shipped file classifies: above chance (1 in 10) by over 4 standard errors on the
