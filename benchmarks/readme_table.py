@@ -99,7 +99,10 @@ def _distill(s: dict) -> str:
             f"{_pct(s['self_distilled_recipe_accuracy'])} vs without {_pct(s['plain_recipe_accuracy'])}"
             + (f", gzip {s['self_distilled_minus_plain_gzip_percent']:+.2f}% "
                f"({_ci(s, 'self_distilled_minus_plain_gzip')})"
-               if "self_distilled_minus_plain_gzip_percent" in s else ""))
+               if "self_distilled_minus_plain_gzip_percent" in s else "")
+            + (f", its pruned weights clustered {s['clustered_kernels_gzip_change_percent']:+.2f}% "
+               f"({_ci(s, 'clustered_kernels_gzip_change')})"
+               if "clustered_kernels_gzip_change_percent" in s else ""))
 
 
 def _decompose(s: dict) -> str:
