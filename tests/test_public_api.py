@@ -34,7 +34,8 @@ EXPECTED = {
     "FedAvgConfig", "FederatedJobConfig", "FederatedJobResult", "FederatedResult", "Partition",
     "UpdateRejectedError", "dirichlet_partition", "run_fedavg", "run_federated_job", "run_flower",
     "Budgets", "Candidate", "LatencyTable", "SearchConfig", "SearchResult", "SearchSpace",
-    "run_search", "Augmentation", "augmented_dataset", "freeze_batch_norm", "train_from_scratch",
+    "run_search", "retrain_final", "Augmentation", "augmented_dataset", "freeze_batch_norm",
+    "train_from_scratch",
 }
 
 

@@ -65,7 +65,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ArenaEstimate", "arena_estimate"), "tflite_opt.runtime.allocation_guard"),
     # hardware-aware architecture search
     **dict.fromkeys(("run_search", "SearchConfig", "SearchResult", "SearchSpace", "Candidate",
-                     "Budgets", "LatencyTable"), "tflite_opt.search"),
+                     "Budgets", "LatencyTable", "retrain_final"), "tflite_opt.search"),
     # on-device and federated learning
     **dict.fromkeys(("export_trainable", "OnDeviceExport"), "tflite_opt.ondevice.export"),
     "OnDeviceTrainer": "tflite_opt.ondevice.runner",
