@@ -13,14 +13,13 @@ CQAT and fails for PCQAT ("Layer expects 12 weight(s). Received 10").
 ``load_tfmot_qat_weights`` hides the two mask variables from Keras while ``load_weights``
 reads the file (``.h5`` or ``.keras``, both restored by position within a layer; for
 ``.keras`` each wrapper's ``load_own_variables`` is tf_keras's own without the step that would
-put the masks back), then
-rebuilds the masks from the loaded values with tfmot's own formulas
+put the masks back), then rebuilds the masks from the loaded values with tfmot's own formulas
 (``cluster_preserve_quantize_registry._build_clusters``): the sparsity mask is 1 where the
 kernel is non-zero, the centroids mask is 0 at the centroid nearest zero. Training keeps the
 masked weights at zero (the zero centroid is masked to 0 and the kernel is written from the
 centroids on every step), so the loaded kernel's zeros are those of the kernel tfmot built
-its masks from (a weight trained across the midpoint to the zero centroid would add one). Only weights are
-read (Keras's ``load_weights``): nothing in the file is deserialized or run.
+its masks from (a weight trained across the midpoint to the zero centroid would add one).
+Only weights are read (Keras's ``load_weights``): nothing in the file is deserialized or run.
 
 ``per_channel_clusters=True`` matters: tfmot guesses per-channel clusters for any Conv2D whose
 channels hold about as many distinct values each, and ``quantize_aware`` makes the same guess
