@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any
 
 import numpy as np
 
@@ -135,15 +134,12 @@ def train_centralized(tflite: bytes | str | os.PathLike, x: np.ndarray, y: np.nd
     decaying = learning_rate_decay != 1
     if learning_rate is not None and not decaying:
         trainer.set_learning_rate(learning_rate)  # what a federated run's clients would set
-    steps_per_epoch = _steps_per_epoch(trainer, len(x), batch_size)
-    used: dict[int, float] = {}
+    steps_per_epoch = trainer.steps_per_epoch(len(x), batch_size)
 
     def schedule(step: int) -> float:
         # fit calls it before every step with initial_step + the step's index in the call,
         # so the step counts pooled epochs across eval_every's chunks.
-        epoch = step // steps_per_epoch
-        used[epoch] = rates[epoch]
-        return rates[epoch]
+        return rates[step // steps_per_epoch]
 
     def correct_now() -> np.ndarray:
         return (np.argmax(trainer.infer(x_eval), axis=-1) == np.asarray(y_eval)).astype(np.int8)
@@ -167,12 +163,4 @@ def train_centralized(tflite: bytes | str | os.PathLike, x: np.ndarray, y: np.nd
             curve.append((min(done, epochs), float(correct_now().mean())))
     correct = correct_now()
     return CentralizedResult(float(correct.mean()), correct, tuple(losses), epochs, seconds,
-                             tuple(curve), tuple(used[e] for e in sorted(used)))
-
-
-def _steps_per_epoch(trainer: Any, samples: int, batch_size: int) -> int:
-    """Steps in one of ``trainer.fit``'s epochs (a fixed-batch file skips the last partial
-    batch); the schedule needs it to tell which pooled epoch a step belongs to."""
-    fixed = getattr(trainer, "batch_size", None)
-    full = samples if fixed is None else samples - samples % batch_size
-    return max(1, -(-full // batch_size))
+                             tuple(curve), rates if decaying else ())

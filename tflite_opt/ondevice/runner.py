@@ -298,11 +298,11 @@ class OnDeviceTrainer:
         x = self._check_x(x)
         y = self._check_y(y, len(x))
         rng = np.random.default_rng(seed)
-        full = len(x) if self.batch_size is None else len(x) - len(x) % batch_size
+        full = self._epoch_samples(len(x), batch_size)
         if full == 0:
             raise DataError(f"{len(x)} samples make no batch of the file's fixed "
                             f"batch_size={self.batch_size}")
-        steps = -(-full // batch_size)
+        steps = self.steps_per_epoch(len(x), batch_size)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -329,6 +329,19 @@ class OnDeviceTrainer:
             if bar is not None:
                 bar.close()
         return losses
+
+    def _epoch_samples(self, samples: int, batch_size: int) -> int:
+        """Samples one ``fit`` epoch trains on: a file with a fixed batch size skips the last
+        partial batch."""
+        return samples if self.batch_size is None else samples - samples % batch_size
+
+    def steps_per_epoch(self, samples: int, batch_size: int) -> int:
+        """``train`` steps in one ``fit`` epoch over ``samples`` samples.
+
+        Example:
+            >>> trainer.steps_per_epoch(1437, 32)   # 45 (44 with a fixed batch size of 32)
+        """
+        return -(-self._epoch_samples(samples, batch_size) // batch_size)
 
     # -- inference --------------------------------------------------------------------------
 
