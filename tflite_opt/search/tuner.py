@@ -49,6 +49,7 @@ ORACLES = ("random", "bayesian", "hyperband")
 OBJECTIVE = "score"
 RECORD_FILE = "record.json"
 TUNER_DIR = ".tuner"
+PROJECT_NAME = "search"  # KerasTuner's project folder under TUNER_DIR: a trial per folder
 LABELS = [str(d) for d in range(10)]
 
 
@@ -194,7 +195,7 @@ def _tuner_class() -> type:
             self._data: dict[int, Any] = {}
             super().__init__(oracle=make_oracle(config),
                              directory=str(Path(config.output_dir) / TUNER_DIR),
-                             project_name="search", overwrite=False, **kwargs)
+                             project_name=PROJECT_NAME, overwrite=False, **kwargs)
 
         def data(self, resolution: int) -> Any:
             if resolution not in self._data:
@@ -549,7 +550,7 @@ def write_outputs(oracle: Any, config: SearchConfig, table: LatencyTable | None,
                   wall_s: float) -> SearchResult:
     """Pareto table/plot, ``trials.json``, ``search.json`` and ``best/`` from the trials."""
     output_dir = Path(config.output_dir)
-    project_dir = output_dir / TUNER_DIR / "search"
+    project_dir = _project_dir(output_dir)
     records = collect_records(oracle, project_dir)
     write_pareto(records, output_dir, config.budgets)
     front = pareto_front(records)
@@ -605,7 +606,7 @@ def retrain_final(best: dict, config: SearchConfig, table: LatencyTable | None) 
     from tflite_opt.data.digits import load_digits
 
     output_dir = Path(config.output_dir)
-    final_dir = output_dir / TUNER_DIR / f"final_trial_{best['trial_id']}"
+    final_dir = _final_dir(output_dir, best["trial_id"])
     record_path = final_dir / FINAL_RECORD
     if record_path.is_file() and (final_dir / "model.tflite").is_file():
         try:
@@ -631,11 +632,10 @@ def retrain_final(best: dict, config: SearchConfig, table: LatencyTable | None) 
     reference = None
     if table is None and config.budgets.latency_us is not None and config.latency_repeats > 0:
         reference = reference_model(output_dir / TUNER_DIR)
-    _measure(path, config, table, reference,
-             _reference_history(output_dir / TUNER_DIR / "search"), record)
+    _measure(path, config, table, reference, _reference_history(_project_dir(output_dir)),
+             record)
     if table is None:
-        trial_file = output_dir / TUNER_DIR / "search" / f"trial_{best['trial_id']}" / \
-            "model.tflite"
+        trial_file = _project_dir(output_dir) / f"trial_{best['trial_id']}" / "model.tflite"
         _latency_against_trial(best, trial_file, path, config, record)
     record["seconds"] = time.perf_counter() - started
     atomic_write_json(record_path, record)
@@ -645,6 +645,16 @@ def retrain_final(best: dict, config: SearchConfig, table: LatencyTable | None) 
               f"B, {'within budget' if record['within_budget'] else 'over budget: '}"
               f"{'' if record['within_budget'] else ', '.join(record['violations'])}", flush=True)
     return record
+
+
+def _project_dir(output_dir: Path) -> Path:
+    """KerasTuner's project folder of a search writing to ``output_dir`` (a trial per folder)."""
+    return output_dir / TUNER_DIR / PROJECT_NAME
+
+
+def _final_dir(output_dir: Path, trial_id: str) -> Path:
+    """Where ``retrain_final`` writes trial ``trial_id``'s retrained files and record."""
+    return output_dir / TUNER_DIR / f"final_trial_{trial_id}"
 
 
 def _latency_against_trial(best: dict, trial_file: Path, final_file: Path,
@@ -679,7 +689,7 @@ def _write_best(best: dict, final: dict | None, trial_dir: Path, best_dir: Path,
     """``best/``: the shipped ``model.tflite`` (the retrained file when it meets the budget,
     else the trial's), ``search_trial_model.tflite`` (the trial's, as scored) and the report."""
     ships_final = final is not None and final["within_budget"]
-    shipped_dir = trial_dir.parent.parent / f"final_trial_{best['trial_id']}" if ships_final \
+    shipped_dir = _final_dir(Path(config.output_dir), best["trial_id"]) if ships_final \
         else trial_dir
     for name in ("model.tflite", "model.json", "labels.txt", "recipe.json"):
         source = shipped_dir / name
