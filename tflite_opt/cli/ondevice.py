@@ -180,8 +180,7 @@ def _learning_rate(trainer, samples: int, batch_size: int, peak: float | None):
         rate = FLAGS.learning_rate if FLAGS.learning_rate is not None else trainer.learning_rate
         return rate, None, None
     rate = FLAGS.learning_rate if FLAGS.learning_rate is not None else peak
-    per_epoch = -(-(samples if trainer.batch_size is None
-                    else samples - samples % batch_size) // batch_size)
+    per_epoch = trainer.steps_per_epoch(samples, batch_size)
     run_steps = FLAGS.epochs * per_epoch  # the steps fit() will run
     if FLAGS.schedule_epochs is None:  # the schedule spans this run, from its first step
         total, first = run_steps, 0
