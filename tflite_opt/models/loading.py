@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -132,7 +133,8 @@ def optimize_scope() -> Iterator[None]:
 
 
 def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: bool = False,
-               custom_objects: Mapping[str, Any] | None = None) -> keras.Model:
+               custom_objects: Mapping[str, Any] | None = None,
+               keep_zeros: bool | None = None) -> keras.Model:
     """Loads a Keras model, including ones saved while wrapped for pruning/clustering/QAT.
 
     A file saved by Keras 3 (``import keras``; its ``keras_version`` says 3.x) loads as a
@@ -149,6 +151,13 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
             other modules); only for files whose author you trust. Defaults to False.
         custom_objects: Your custom layers/functions by name; these are allowed.
             Defaults to None.
+        keep_zeros: For a tf_keras QAT file whose config names plain 8-bit quantizers (as
+            every PQAT file made by tfmot's own scheme does): None loads it as tflite_opt's
+            PQAT when a Conv2D/Dense kernel looks pruned (>= 1% exact zeros; the next
+            ``fit`` keeps them) and warns naming the layers; True does so without a warning
+            (you know it is PQAT); False loads what the file says (plain QAT: ``fit`` trains
+            the zeros away). Files that record their quantizers (``quantize_aware``'s) load
+            as they were either way. Defaults to None. (``train/tfmot_pqat.py`` says why.)
 
     Raises:
         UnsafeModelError: the file would run code and ``trust_model`` is False.
@@ -198,4 +207,24 @@ def load_model(path: str | os.PathLike, compile: bool = False, *, trust_model: b
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{str(path)!r} holds a {type(model).__name__}, not a Keras model; "
                              "save it with model.save('model.keras')")
+    if keep_zeros is not False:
+        _keep_tfmot_pqat_zeros(model, path, warn=keep_zeros is None)
     return model
+
+
+def _keep_tfmot_pqat_zeros(model: keras.Model, path: str | os.PathLike, warn: bool) -> None:
+    """Loads a pruned plain-QAT file (tfmot's PQAT, which saves as plain QAT) as PQAT."""
+    from tflite_opt.train.tfmot_pqat import preserve_zeros_in_place, pruned_kernels
+
+    pruned = pruned_kernels(model)
+    if not pruned and warn:  # plain QAT of an unpruned model, or not tfmot's QAT at all
+        return
+    preserve_zeros_in_place(model)
+    if warn:
+        layers = ", ".join(f"{name} ({zeros:.1%} zeros)" for name, zeros in pruned.items())
+        warnings.warn(f"{os.fspath(path)!r} names plain 8-bit QAT quantizers, but kernels of "
+                      f"{layers} are pruned: it is prune-preserving QAT made by tfmot (whose "
+                      "PQAT files cannot say so), loaded as tflite_opt's PQAT so that fit "
+                      "keeps those zeros (saved again, the file records it). If it is plain "
+                      "QAT on purpose: tflite_opt.load_model("
+                      f"{os.fspath(path)!r}, keep_zeros=False)", stacklevel=3)

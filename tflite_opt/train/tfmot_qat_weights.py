@@ -1,4 +1,4 @@
-"""Loading the weights of a CQAT/PCQAT file made by tfmot itself into ``quantize_aware``'s model.
+"""Loading the weights of a (P)CQAT/PQAT file made by tfmot itself into ``quantize_aware``'s model.
 
 A (P)CQAT model quantized by tfmot 0.8.1's own quantizers (``quantize_apply`` with
 ``Default8BitClusterPreserveQuantizeScheme``, or tflite_opt before ``qat_saving.py``) cannot be
@@ -9,6 +9,11 @@ per_channel_clusters=True)`` builds the same variables in the same order: tfmot'
 tflite_opt keeps in variables so that they are saved (``sparsity_mask``, ``centroids_mask_tf``),
 which tfmot held as tensors and so never wrote. A plain ``load_weights`` therefore works for
 CQAT and fails for PCQAT ("Layer expects 12 weight(s). Received 10").
+
+A PQAT file made by tfmot (``Default8BitPrunePreserveQuantizeScheme``) loads with
+``tflite_opt.load_model`` (``tfmot_pqat.py``: its zeros tell it apart); its weights load here
+as well, into ``quantize_aware(pruned_model, "pqat")``: the same variables plus the sparsity
+mask, rebuilt from the kernel's zeros.
 
 ``load_tfmot_qat_weights`` hides the two mask variables from Keras while ``load_weights``
 reads the file (``.h5`` or ``.keras``, both restored by position within a layer; for
@@ -77,13 +82,13 @@ def _own_variables_loader(wrapper: Any) -> Any:
 
 
 def load_tfmot_qat_weights(model: Any, path: str | os.PathLike) -> Any:
-    """Loads a tfmot-made CQAT/PCQAT file's weights into ``model`` and rebuilds its masks.
+    """Loads a tfmot-made CQAT/PCQAT/PQAT file's weights into ``model`` and rebuilds its masks.
 
     Args:
         model: The model from ``tflite_opt.train.quantize_aware(pre_qat_model, "cqat" or
             "pcqat", per_channel_clusters=True)``, ``pre_qat_model`` being the clustered (and,
             for PCQAT, pruned) model tfmot quantized: the number of clusters of each layer is
-            read from its values.
+            read from its values; or from ``quantize_aware(pruned_model, "pqat")``.
         path: The ``.h5`` or ``.keras`` file tfmot's QAT model was saved to.
 
     Returns:
