@@ -98,6 +98,7 @@ def main(argv) -> None:
     _common.reject_extra_args(argv)
     from tflite_opt.files import check_output_dir
     from tflite_opt.search import Budgets, SearchConfig, SearchSpace, run_search
+    from tflite_opt.search.tuner import final_verdict
 
     check_output_dir(FLAGS.output_dir, "--output_dir")
     budgets = Budgets(
@@ -143,7 +144,11 @@ def main(argv) -> None:
             print(f"retrained on all {final['training_images']} training images: latency "
                   f"{final['latency_us']:.0f} us, size {final['size_bytes']} B, "
                   f"{'within budget' if final['within_budget'] else 'over budget, not shipped'}")
-        print(f"shipped: {result.best_dir / 'model.tflite'} (report.md beside it)")
+            if not final["within_budget"]:
+                print(final_verdict(final, config.budgets))
+        shipped = "the retrained file" if final is not None and final["within_budget"] else \
+            "the trial's file"
+        print(f"shipped: {result.best_dir / 'model.tflite'}, {shipped} (report.md beside it)")
     print(f"outputs in {result.output_dir.resolve()}")
 
 

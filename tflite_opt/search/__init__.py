@@ -12,19 +12,22 @@ Example:
     >>> result = run_search(SearchConfig("outputs/search", Budgets(2000, 200_000), trials=12))
 """
 
-from tflite_opt.search.latency_check import LatencyCheck, check_latency, reference_model
+from tflite_opt.search.latency_check import (LatencyCheck, NoiseMargin, RatioCheck, check_latency,
+                                             check_latency_against, reference_model)
 from tflite_opt.search.latency_table import LatencyEstimate, LatencyTable, parse_profile
 from tflite_opt.search.objective import Budgets, Measurement, measure_latency
 from tflite_opt.search.pareto import pareto_front, write_pareto
 from tflite_opt.search.space import (ARCHITECTURES, Candidate, SearchSpace,
                                      weight_bytes_lower_bound)
 from tflite_opt.search.tuner import (ORACLES, SearchConfig, SearchResult, evaluate_candidate,
-                                     make_oracle, retrain_final, run_search, search_data)
+                                     final_verdict, make_oracle, retrain_final, run_search,
+                                     search_data)
 
 __all__ = [
     "ARCHITECTURES", "Budgets", "Candidate", "LatencyCheck", "LatencyEstimate", "LatencyTable",
-    "Measurement", "ORACLES", "SearchConfig", "SearchResult", "SearchSpace", "check_latency",
-    "evaluate_candidate", "make_oracle", "measure_latency", "parse_profile", "pareto_front",
+    "Measurement", "NoiseMargin", "ORACLES", "RatioCheck", "SearchConfig", "SearchResult",
+    "SearchSpace", "check_latency", "check_latency_against", "evaluate_candidate",
+    "final_verdict", "make_oracle", "measure_latency", "parse_profile", "pareto_front",
     "reference_model", "retrain_final", "run_search", "search_data", "weight_bytes_lower_bound",
     "write_pareto",
 ]
