@@ -719,12 +719,12 @@ def final_verdict(final: dict, budgets: Budgets) -> str:
     if budgets.latency_us is not None and latency > budgets.latency_us:
         over = latency - budgets.latency_us
         broken.append(f"latency {latency:.1f} us > the {budgets.latency_us:g} us budget by "
-                      f"{over:.1f} us ({100 * over / budgets.latency_us:.1f}%), "
-                      f"{_how_latency_was_decided(final)}")
+                      f"{over:.1f} us ({100 * over / budgets.latency_us:.1f}%): "
+                      f"{_how_latency_was_decided(final, budgets.latency_us)}")
     if budgets.size_bytes is not None and size > budgets.size_bytes:
         over = size - budgets.size_bytes
         broken.append(f"size {size} B > the {budgets.size_bytes} B budget by {over} B "
-                      f"({100 * over / budgets.size_bytes:.1f}%), the file as written")
+                      f"({100 * over / budgets.size_bytes:.1f}%): the file as written")
     images = final.get("training_images")
     return ("The retrained file is over budget: " + "; ".join(broken) + ". The trial's own file "
             "(trained on the search's training split"
@@ -732,23 +732,35 @@ def final_verdict(final: dict, budgets: Budgets) -> str:
             "instead.")
 
 
-def _how_latency_was_decided(final: dict) -> str:
+# Where a retrained file's noise margin came from (``RatioCheck.noise_source``), in words.
+_NOISE_SOURCES = {"model_iqr": "the retrained file's run-to-run spread",
+                  "baseline_iqr": "the trial's file's run-to-run spread",
+                  "baseline_decision": "the noise the trial's own latency decision used"}
+
+
+def _how_latency_was_decided(final: dict, budget_us: float) -> str:
     side = final.get("latency_vs_trial")
     if final.get("table_latency_us") is not None:
         return "the latency table's estimate of the retrained file"
     if not side or "ratios" not in side:
         return "measured on this host"
-    ratios = side["ratios"]
-    how = (f"decided as the trial's {side['baseline_latency_us']:.1f} us x {side['ratio']:.3f}, "
-           f"the median of {len(ratios)} ratio(s) of the two files timed side by side "
-           f"({side['num_runs']} interleaved rounds each")
-    if side["margin_us"] is None:
-        return how + ")"
-    where = "within" if side["remeasured"] else "beyond"
-    return how + (f"; the first ratio, {ratios[0]:.3f}, put it {where} the "
-                  f"{side['margin_us']:.1f} us noise margin of the budget ({side['noise_source']}"
-                  f" {side['noise']:.3f})" + (", so the pair was timed again" if side["remeasured"]
-                                               else "") + ")")
+    ratios, margin = side["ratios"], side["margin_us"]
+    times = "once" if len(ratios) == 1 else f"{len(ratios)} times"
+    how = (f"the trial's decided {side['baseline_latency_us']:.1f} us x {side['ratio']:.3f}, "
+           f"the median ratio of the two files timed side by side {times} "
+           f"({side['num_runs']} interleaved rounds{' each' if len(ratios) > 1 else ''}")
+    first = side["baseline_latency_us"] * ratios[0]
+    source = (f"{_NOISE_SOURCES.get(side['noise_source'], side['noise_source'])}, "
+              f"{100 * side['noise']:.1f}%")
+    if side["remeasured"]:
+        return how + (f"; re-timed because the first ratio, {ratios[0]:.3f}, gave {first:.1f} "
+                      f"us, within the {margin:.1f} us noise margin of the budget ({source}))")
+    near = abs(first - budget_us) <= margin
+    return how + (f"; the first ratio gave {first:.1f} us, "
+                  + (f"within the {margin:.1f} us noise margin ({source}) but "
+                     "--latency_repeats=0 times it once)" if near else
+                     f"beyond the {margin:.1f} us noise margin of the budget ({source}), so it "
+                     "was not re-timed)"))
 
 
 def _write_best(best: dict, final: dict | None, trial_dir: Path, best_dir: Path,
