@@ -653,7 +653,8 @@ def retrain_final(best: dict, config: SearchConfig, table: LatencyTable | None) 
     record = json.loads(record_path.read_text())  # as a resumed search reads it back
     if config.verbose:
         print(f"final model: latency {record['latency_us']:.0f} us, size {record['size_bytes']} "
-              f"B, {'within budget' if record['within_budget'] else 'over budget'}", flush=True)
+              f"B, {'within budget' if record['within_budget'] else 'over budget: '}"
+              f"{'' if record['within_budget'] else ', '.join(record['violations'])}", flush=True)
     return record
 
 
@@ -718,7 +719,7 @@ def final_verdict(final: dict, budgets: Budgets) -> str:
     latency, size = final["latency_us"], final["size_bytes"]
     if budgets.latency_us is not None and latency > budgets.latency_us:
         over = latency - budgets.latency_us
-        broken.append(f"latency {latency:.1f} us > the {budgets.latency_us:g} us budget by "
+        broken.append(f"latency {latency:.1f} us > the {budgets.latency_us:.10g} us budget by "
                       f"{over:.1f} us ({100 * over / budgets.latency_us:.1f}%): "
                       f"{_how_latency_was_decided(final, budgets.latency_us)}")
     if budgets.size_bytes is not None and size > budgets.size_bytes:
