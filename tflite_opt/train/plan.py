@@ -232,9 +232,11 @@ def _first_compression_stage(recipe: Recipe) -> int:
 
 def _load_own_model(path: Path) -> Any:
     # A file this plan wrote (Keras 3 or tf_keras, as the user's model): trusted, no scan.
+    # Its QAT quantizers are recorded in it: a default-QAT model of a pruned one (which
+    # keeps the zeros of inputs that are always zero) must not be guessed to be PQAT.
     from tflite_opt.models.loading import load_model
 
-    return load_model(path, compile=False, trust_model=True)
+    return load_model(path, compile=False, trust_model=True, keep_zeros=False)
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
@@ -529,16 +531,14 @@ class OptimizationPlan:
                       + f"; {done}")
             if plan_dir is not None:
                 state["completed"].append(record.to_dict())
-                if index + 1 < len(self.recipe.stages):
-                    atomic_save_model(current, plan_dir / f"stage{index + 1}_input.keras")
-                elif not isinstance(stage, QATStage):
-                    atomic_save_model(current, plan_dir / FINAL_MODEL)
-                # (a final QAT model is restored from its last epoch checkpoint, kept below)
+                last = index + 1 == len(self.recipe.stages)  # QAT too: its .keras loads back
+                atomic_save_model(current, plan_dir / (FINAL_MODEL if last else
+                                                       f"stage{index + 1}_input.keras"))
                 old = state.get("checkpoint")
-                state.update(stage=index + 1, epoch=0, checkpoint=None if index + 1 < len(
-                    self.recipe.stages) else old, seconds=0.0)
+                state.update(stage=index + 1, epoch=0, checkpoint=old if last else None,
+                             seconds=0.0)
                 atomic_write_json(plan_dir / STATE_FILE, state)
-                if old and index + 1 < len(self.recipe.stages):
+                if old and not last:
                     shutil.rmtree(plan_dir / old, ignore_errors=True)
         return PlanResult(model=current, stages=tuple(records), recipe=self.recipe,
                           layer_stats=weight_stats(current), optimized_layers=optimized_layers)
@@ -574,9 +574,12 @@ class OptimizationPlan:
                               per_channel_clusters=per_channel), None
 
     def _restore_final(self, plan_dir: Path, state: dict[str, Any], steps: int) -> keras.Model:
-        last = self.recipe.stages[-1]
-        if not isinstance(last, QATStage):
+        if (plan_dir / FINAL_MODEL).exists():  # every final stage, QAT included, saves it
             return _load_own_model(plan_dir / FINAL_MODEL)
+        # A folder of a plan run before QAT .keras files loaded (qat_keras_format.py): its QAT
+        # last stage wrote no final.keras; the model is rebuilt from the stage's input and
+        # its last epoch checkpoint, which that run kept.
+        last = self.recipe.stages[-1]
         index = len(self.recipe.stages) - 1
         before = self.recipe.stages[:index]
         stage_input = _load_own_model(plan_dir / f"stage{index}_input.keras")

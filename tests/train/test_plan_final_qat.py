@@ -1,0 +1,67 @@
+"""A finished plan whose last stage is QAT is restored from its folder with the first run's
+model: from ``final.keras`` (written for every last stage), and from a folder written before
+QAT ``.keras`` files loaded (no ``final.keras``: rebuilt from the stage input and checkpoint).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tflite_opt._keras import keras
+from tflite_opt.models.builders import digits_cnn
+from tflite_opt.train import OptimizationPlan, QATStage, Recipe
+from tflite_opt.train.plan import FINAL_MODEL
+
+# PCQAT alone, on a model whose kernels are set pruned and clustered: a prune and a cluster
+# stage before it would triple the test's time and change nothing in how the end is saved.
+RECIPE = Recipe(stages=(QATStage(epochs=1, scheme="pcqat"),))
+CENTROIDS = (-0.3, -0.1, 0.2, 0.4)
+
+
+def _pruned_clustered_cnn():
+    keras.utils.set_random_seed(0)
+    model = digits_cnn(input_shape=(16, 16, 1), width=8, dense_units=32)
+    rng = np.random.default_rng(0)
+    for name in ("conv2", "conv3", "dense1"):
+        kernel, bias = model.get_layer(name).get_weights()
+        values = rng.choice(CENTROIDS, size=kernel.size).astype(np.float32)
+        values[rng.permutation(kernel.size)[: kernel.size // 2]] = 0.0
+        model.get_layer(name).set_weights([values.reshape(kernel.shape), bias])
+    return model
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+
+
+def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_first_run(
+        digits16, tmp_path):
+    model = _pruned_clustered_cnn()
+    train, x = (digits16.x_train[:64], digits16.y_train[:64]), digits16.x_test[:64]
+
+    def run(callbacks=()):
+        return OptimizationPlan(RECIPE).run(model, train, batch_size=32, callbacks=list(callbacks),
+                                            checkpoint_dir=tmp_path, verbose=0, run_eagerly=True)
+
+    first = run()
+    assert (tmp_path / FINAL_MODEL).exists()  # the QAT model, as every last stage's
+    stats = first.layer_stats["dense1"]  # PCQAT kept the zeros and the clusters
+    assert stats["sparsity"] >= 0.5 and stats["unique_values"] <= len(CENTROIDS) + 1
+    want = np.asarray(first.model(x, training=False))
+    weights = [w.numpy() for w in first.model.weights]
+    for layout in ("final.keras", "no final.keras (written before QAT files loaded)"):
+        if layout.startswith("no"):
+            (tmp_path / FINAL_MODEL).unlink()
+        counter = _Epochs()
+        restored = run([counter])
+        assert counter.epochs == 0, layout  # restored, not trained
+        assert np.array_equal(np.asarray(restored.model(x, training=False)), want), layout
+        assert len(restored.model.weights) == len(weights), layout
+        for a, b in zip(restored.model.weights, weights):
+            assert np.array_equal(a.numpy(), b), (layout, a.name)
+        assert restored.stages == first.stages and restored.layer_stats == first.layer_stats
