@@ -471,7 +471,8 @@ def run_search(config: SearchConfig) -> SearchResult | None:
     """Runs (or resumes) the search and writes the outputs; None on a distributed worker.
 
     Writes into ``config.output_dir``: ``pareto.csv``/``.md``/``.png``, ``trials.json``,
-    ``search.json`` (config and summary) and ``best/`` (``model.tflite``, its sidecar
+    ``search.json`` (config at the start, summary at the end) and ``best/`` (``model.tflite``,
+    its sidecar
     ``model.json``, ``labels.txt``, ``recipe.json``, ``report.json``, ``report.md``, and the
     trial's own ``search_trial_model.tflite`` / ``search_trial_recipe.json``).
     ``model.tflite`` is the pick retrained on all training images (``retrain_final``) when
@@ -487,6 +488,11 @@ def run_search(config: SearchConfig) -> SearchResult | None:
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     _check_resume(output_dir, config)
+    if not (output_dir / "search.json").is_file():
+        # The settings now, the summary at the end: a run interrupted before its outputs (in
+        # a trial or in the retrain) is then resumed only with the same settings too.
+        atomic_write_json(output_dir / "search.json", {"config": config.to_dict(),
+                                                       "summary": None})
     tuner = _tuner_class()(config, table)
     where = role()
     if where == "chief":
