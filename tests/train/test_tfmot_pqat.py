@@ -1,7 +1,8 @@
 """A PQAT file made by tfmot's own scheme (its config names plain 8-bit QAT) loads as PQAT:
 every variable and prediction as tfmot's, a warning that names the file and the pruned
 layers, and a further ``fit`` keeps every zero (as plain QAT, the way out, it does not).
-tfmot's plain QAT of an unpruned model loads as before, without a warning.
+tfmot's plain QAT of an unpruned model loads as before, without a warning. The rule: a kernel
+with at least 1% exact zeros, not all of it, was pruned.
 """
 
 from __future__ import annotations
@@ -123,3 +124,18 @@ def test_tfmot_plain_qat_file_of_unpruned_model_loads_as_before_without_warning(
         assert [_name(w) for w in loaded.weights] == [_name(w) for w in made.weights]
         for a, b in zip(loaded.weights, made.weights):
             assert np.array_equal(a.numpy(), b.numpy()), a.name
+
+
+
+def test_pruned_kernels_counts_one_percent_of_exact_zeros_but_not_a_kernel_of_zeros():
+    tfmot = import_tfmot()
+    model = tfmot.quantization.keras.quantize_model(keras.Sequential(
+        [keras.Input((20,)), keras.layers.Dense(10, name="a"), keras.layers.Dense(10, name="b"),
+         keras.layers.Dense(10, name="c")]))
+    # a: 1 zero of 200 weights (0.5%); b: 1 of 100 (1%); c: all zeros (never trained)
+    for name, zeros in (("a", 1), ("b", 1), ("c", 100)):
+        kernel = model.get_layer(f"quant_{name}")._weight_vars[0][0]
+        values = np.random.default_rng(0).uniform(0.1, 1.0, kernel.shape).ravel()
+        values[:zeros] = 0.0
+        kernel.assign(values.reshape(kernel.shape))
+    assert pruned_kernels(model) == {"quant_b": 0.01}
