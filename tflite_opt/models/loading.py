@@ -113,6 +113,10 @@ def optimize_scope() -> Iterator[None]:
     which a model from ``quantize_aware(..., "pcqat")`` cannot be rebuilt from its file,
     and puts tfmot's QAT layers that rebuild the variables a ``.keras`` file holds in place
     of tfmot's own (``train/qat_keras_format.py``), without which no QAT ``.keras`` loads.
+    A PQAT file made by tfmot's own scheme loads here as its config says, plain QAT (Keras
+    calls no layer code after an ``.h5``/SavedModel's weights are read, where its zeros could
+    be counted): ``load_model`` below loads it as PQAT, or pass the model to
+    ``train.tfmot_pqat.preserve_zeros_in_place``.
 
     Example:
         >>> with optimize_scope():
