@@ -139,3 +139,14 @@ def test_pruned_kernels_counts_one_percent_of_exact_zeros_but_not_a_kernel_of_ze
         values[:zeros] = 0.0
         kernel.assign(values.reshape(kernel.shape))
     assert pruned_kernels(model) == {"quant_b": 0.01}
+
+
+def test_converting_a_tfmot_pqat_file_does_not_guess_or_warn(tmp_path):
+    # A converter never trains: it converts what the file says, with no PQAT warning.
+    from tflite_opt.convert import convert
+
+    path = atomic_save_model(_tfmot_qat(_model(pruned=True), pqat=True), tmp_path / "pqat.keras")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*keep_zeros.*")
+        result = convert(path, "int8")
+    assert result.tflite_bytes[4:8] == b"TFL3"

@@ -145,7 +145,7 @@ def main(argv) -> None:
         from tflite_opt.models.loading import load_model, model_format
 
         if model_format(model) != "saved_model":  # a SavedModel converts from its graph
-            model = load_model(model, trust_model=True)
+            model = load_model(model, trust_model=True, keep_zeros=False)
     aa = None
     if accuracy_aware:
         aa = convert_accuracy_aware(

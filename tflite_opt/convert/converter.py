@@ -432,7 +432,9 @@ def _resolve(model: Any) -> _Source:
         fmt = model_format(model)
         if fmt == "saved_model":
             return _saved_model_source(Path(model))
-        return _keras_source(load_model(model), f"{fmt} file {os.fspath(model)!r}")
+        # keep_zeros=False: a converter never trains, so a tfmot PQAT file need not be re-wrapped
+        return _keras_source(load_model(model, keep_zeros=False),
+                             f"{fmt} file {os.fspath(model)!r}")
     if isinstance(model, keras.Model):
         return _keras_source(model, f"tf_keras model {model.name!r}")
     if _is_keras3_model(model):

@@ -100,7 +100,7 @@ def _keras_model(model: Any) -> Any:
         from tflite_opt.models.loading import load_model, model_format
 
         if model_format(model) != "saved_model":
-            return load_model(model)
+            return load_model(model, keep_zeros=False)
     raise InvalidArgumentError(
         f"target='mediapipe_image_classifier' needs a Keras model or a .keras/.h5 file, got "
         f"{type(model).__name__} {str(model)[:80]!r}; load the model with tflite_opt.load_model "
