@@ -98,7 +98,7 @@ def main(argv) -> None:
     _common.reject_extra_args(argv)
     from tflite_opt.files import check_output_dir
     from tflite_opt.search import Budgets, SearchConfig, SearchSpace, run_search
-    from tflite_opt.search.tuner import final_verdict
+    from tflite_opt.search.final import final_verdict
 
     check_output_dir(FLAGS.output_dir, "--output_dir")
     budgets = Budgets(
