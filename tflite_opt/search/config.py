@@ -139,8 +139,8 @@ def _check_resume(output_dir: Path, config: SearchConfig) -> None:
         old = json.loads(previous.read_text())["config"]
     except (ValueError, KeyError, TypeError):
         return
-    new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as in the file
-    changed = [k for k in _RESUME_KEYS if old.get(k) != new.get(k)]
+    new = _resume_settings(config)
+    changed = [k for k in _RESUME_KEYS if old.get(k) != new[k]]
     if changed:
         raise InvalidArgumentError(
             f"output_dir {str(output_dir)!r} holds a search made with other settings "

@@ -5,8 +5,9 @@ overrides ``run_trial`` to do what a KerasTuner hypermodel cannot: build the can
 tf_keras builder, reject it before training when the built model (weights x bytes) or the
 phone's latency table already breaks a budget, otherwise train it as
 ``tflite_opt.models.training.train_from_scratch`` does (randomly rotated, zoomed, shifted and
-noised images every epoch), run its compression recipe (``OptimizationPlan``), convert it
-(``tflite_opt.convert``), score the ``.tflite`` through LiteRT on a validation split made as the
+noised images every epoch), run its compression recipe (``OptimizationPlan``) and convert it
+(``tflite_opt.convert``): those steps are ``tflite_opt.search.training``'s, shared with the
+retrain; then score the ``.tflite`` through LiteRT on a validation split made as the
 eval set is made (augmented copies of held-out training images; the digits' test split is never
 read) and measure its latency against a fixed reference, re-measured when close to the budget
 (``tflite_opt.search.latency_check``). Each trial reports the scalar ``score``
