@@ -1,13 +1,15 @@
 """A finished plan whose last stage is QAT is restored from its folder with the first run's
 model: from ``final.keras`` (written for every last stage), and from a folder written before
-QAT ``.keras`` files loaded (no ``final.keras``: rebuilt from the stage input and checkpoint).
+QAT ``.keras`` files loaded (no ``final.keras``: rebuilt from the stage input and checkpoint);
+with either Keras.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from tflite_opt._keras import keras
+from tflite_opt._keras import keras, keras_of_flavor
 from tflite_opt.models.builders import digits_cnn
 from tflite_opt.train import OptimizationPlan, QATStage, Recipe
 from tflite_opt.train.plan import FINAL_MODEL
@@ -18,9 +20,9 @@ RECIPE = Recipe(stages=(QATStage(epochs=1, scheme="pcqat"),))
 CENTROIDS = (-0.3, -0.1, 0.2, 0.4)
 
 
-def _pruned_clustered_cnn():
+def _pruned_clustered_cnn(flavor):
     keras.utils.set_random_seed(0)
-    model = digits_cnn(input_shape=(16, 16, 1), width=8, dense_units=32)
+    model = digits_cnn(input_shape=(16, 16, 1), width=8, dense_units=32, flavor=flavor)
     rng = np.random.default_rng(0)
     for name in ("conv2", "conv3", "dense1"):
         kernel, bias = model.get_layer(name).get_weights()
@@ -30,18 +32,20 @@ def _pruned_clustered_cnn():
     return model
 
 
-class _Epochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = 0
+def _epoch_counter(flavor):
+    class Epochs(keras_of_flavor(flavor).callbacks.Callback):
+        epochs = 0
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs += 1
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+
+    return Epochs()
 
 
+@pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
 def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_first_run(
-        digits16, tmp_path):
-    model = _pruned_clustered_cnn()
+        digits16, tmp_path, flavor):
+    model = _pruned_clustered_cnn(flavor)
     train, x = (digits16.x_train[:64], digits16.y_train[:64]), digits16.x_test[:64]
 
     def run(callbacks=()):
@@ -57,7 +61,7 @@ def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_firs
     for layout in ("final.keras", "no final.keras (written before QAT files loaded)"):
         if layout.startswith("no"):
             (tmp_path / FINAL_MODEL).unlink()
-        counter = _Epochs()
+        counter = _epoch_counter(flavor)
         restored = run([counter])
         assert counter.epochs == 0, layout  # restored, not trained
         assert np.array_equal(np.asarray(restored.model(x, training=False)), want), layout
