@@ -1,10 +1,13 @@
 """A finished plan whose last stage is QAT is restored from its folder with the first run's
-model: from ``final.keras`` (written for every last stage), and from a folder written before
-QAT ``.keras`` files loaded (no ``final.keras``: rebuilt from the stage input and checkpoint);
-with either Keras.
+model: from ``final.keras`` (written for every last stage, after which its epoch checkpoint is
+removed), and from a folder written before QAT ``.keras`` files loaded (no ``final.keras``, and
+the last checkpoint kept: rebuilt from the stage input and checkpoint); with either Keras.
 """
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from tflite_opt._keras import keras, keras_of_flavor
 from tflite_opt.models.builders import digits_cnn
 from tflite_opt.train import OptimizationPlan, QATStage, Recipe
-from tflite_opt.train.plan import FINAL_MODEL
+from tflite_opt.train.plan import FINAL_MODEL, STATE_FILE
 
 # PCQAT alone, on a model whose kernels are set pruned and clustered: a prune and a cluster
 # stage before it would triple the test's time and change nothing in how the end is saved.
@@ -42,6 +45,19 @@ def _epoch_counter(flavor):
     return Epochs()
 
 
+def _checkpoint_keeper(flavor, plan_dir, keep):
+    """Copies the stage's last epoch checkpoint aside as training ends (before the plan saves
+    final.keras and removes it): what a folder written before QAT files loaded still holds."""
+    class Keeper(keras_of_flavor(flavor).callbacks.Callback):
+        name = None
+
+        def on_train_end(self, logs=None):
+            Keeper.name = json.loads((plan_dir / STATE_FILE).read_text())["checkpoint"]
+            shutil.copytree(plan_dir / Keeper.name, keep)
+
+    return Keeper()
+
+
 @pytest.mark.parametrize("flavor", ["tf_keras", "keras3"])
 def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_first_run(
         digits16, tmp_path, flavor):
@@ -52,8 +68,11 @@ def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_firs
         return OptimizationPlan(RECIPE).run(model, train, batch_size=32, callbacks=list(callbacks),
                                             checkpoint_dir=tmp_path, verbose=0, run_eagerly=True)
 
-    first = run()
+    keeper = _checkpoint_keeper(flavor, tmp_path, tmp_path.parent / f"{tmp_path.name}_kept")
+    first = run([keeper])
     assert (tmp_path / FINAL_MODEL).exists()  # the QAT model, as every last stage's
+    assert not (tmp_path / keeper.name).exists()  # its checkpoint is not needed any more
+    assert json.loads((tmp_path / STATE_FILE).read_text())["checkpoint"] is None
     stats = first.layer_stats["dense1"]  # PCQAT kept the zeros and the clusters
     assert stats["sparsity"] >= 0.5 and stats["unique_values"] <= len(CENTROIDS) + 1
     want = np.asarray(first.model(x, training=False))
@@ -61,6 +80,9 @@ def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_firs
     for layout in ("final.keras", "no final.keras (written before QAT files loaded)"):
         if layout.startswith("no"):
             (tmp_path / FINAL_MODEL).unlink()
+            shutil.copytree(tmp_path.parent / f"{tmp_path.name}_kept", tmp_path / keeper.name)
+            state = json.loads((tmp_path / STATE_FILE).read_text())
+            (tmp_path / STATE_FILE).write_text(json.dumps({**state, "checkpoint": keeper.name}))
         counter = _epoch_counter(flavor)
         restored = run([counter])
         assert counter.epochs == 0, layout  # restored, not trained

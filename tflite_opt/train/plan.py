@@ -535,10 +535,11 @@ class OptimizationPlan:
                 atomic_save_model(current, plan_dir / (FINAL_MODEL if last else
                                                        f"stage{index + 1}_input.keras"))
                 old = state.get("checkpoint")
-                state.update(stage=index + 1, epoch=0, checkpoint=old if last else None,
-                             seconds=0.0)
+                # The stage's output is saved (final.keras for the last): its epoch checkpoint
+                # is not needed any more, and goes once the state no longer points at it.
+                state.update(stage=index + 1, epoch=0, checkpoint=None, seconds=0.0)
                 atomic_write_json(plan_dir / STATE_FILE, state)
-                if old and not last:
+                if old:
                     shutil.rmtree(plan_dir / old, ignore_errors=True)
         return PlanResult(model=current, stages=tuple(records), recipe=self.recipe,
                           layer_stats=weight_stats(current), optimized_layers=optimized_layers)
