@@ -105,6 +105,17 @@ def _distill(s: dict) -> str:
                if "clustered_kernels_gzip_change_percent" in s else ""))
 
 
+def _distill_stages(s: dict) -> str:
+    def part(name: str) -> str:
+        return (f"gzip {s[name + '_gzip_change_percent']:+.2f}% "
+                f"({_ci(s, name + '_gzip_change')}), accuracy "
+                f"{s[name + '_accuracy_points']:+.2f} points ({_ci(s, name + '_accuracy')})")
+
+    return (f"self-distilling the default recipe's prune stage only: {part('prune_stage')}; its "
+            f"cluster and QAT stages only: {part('later_stages')}; every stage: "
+            f"{part('all_stages')} ({s['seeds']} seeds, paired)")
+
+
 def _decompose(s: dict) -> str:
     return (f"low-rank: Dense-heavy MLP at {s['dense_params_ratio']:.2f}x params, int8 accuracy drop "
             f"{s['dense_accuracy_drop']:+.2f} points (95% CI high {s['dense_accuracy_drop_ci95_high']:+.2f}), "
@@ -152,7 +163,8 @@ def _nas(s: dict) -> str:
 
 ROWS: dict[str, Callable[[dict], str]] = {
     "pipeline": _pipeline, "train": _train, "convert": _convert, "runtime": _runtime,
-    "compare": _compare, "keras3": _keras3, "distill": _distill, "decompose": _decompose,
+    "compare": _compare, "keras3": _keras3, "distill": _distill,
+    "distill_stages": _distill_stages, "decompose": _decompose,
     "nas": _nas, "latency_pruning": _latency_pruning, "ondevice": _ondevice, "federated": _federated,
 }
 

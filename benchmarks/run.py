@@ -35,8 +35,8 @@ from tflite_opt.runtime.host_cpu import host_cpu  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Order matters for --suite=all: cheap, foundational suites first.
-SUITES = ("pipeline", "train", "convert", "runtime", "compare", "keras3", "distill", "decompose",
-          "nas", "latency_pruning", "ondevice", "federated")
+SUITES = ("pipeline", "train", "convert", "runtime", "compare", "keras3", "distill",
+          "distill_stages", "decompose", "nas", "latency_pruning", "ondevice", "federated")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "pipeline", f"Suite to run: one of {', '.join(SUITES)}, or 'all'.")

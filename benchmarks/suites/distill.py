@@ -41,6 +41,7 @@ gzip_change_percent_by_seed_block and clustered_kernels_gzip_change_percent_by_s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import tempfile
@@ -124,11 +125,13 @@ def _run_recipe(recipe: Recipe, model, data, seed: int, calibration,
     """The int8 file, and (``pruned_kernels``) the pruned kernels as the prune stage left them
     (the cluster stage's input, which the plan saves as ``stage1_input.keras``)."""
     keras.utils.set_random_seed(seed)
-    with tempfile.TemporaryDirectory() as plan_dir:
+    # Only a run that returns its pruned kernels needs the plan's checkpoint folder.
+    folder = tempfile.TemporaryDirectory() if pruned_kernels else contextlib.nullcontext()
+    with folder as plan_dir:
         result = OptimizationPlan(recipe).run(
             model, train_data=(data.x_train, data.y_train), optimizer="adam",
             loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32,
-            verbose=0, checkpoint_dir=plan_dir if pruned_kernels else None)
+            verbose=0, checkpoint_dir=plan_dir)
         if not pruned_kernels:
             return _int8(result.model, calibration), []
         pruned = load_model(next(Path(plan_dir).rglob("stage1_input.keras")), trust_model=True)
@@ -228,9 +231,14 @@ def _score(files, data, reference) -> tuple[np.ndarray, float, float]:
 
 def paired_percent_ci(a: list[float], b: list[float]) -> tuple[float, float, float]:
     """Mean of the per-seed ``100 * (a - b) / b`` and its 95% Student-t interval over seeds."""
+    return t_interval(100 * (np.asarray(a, float) - np.asarray(b, float)) / np.asarray(b, float))
+
+
+def t_interval(diffs) -> tuple[float, float, float]:
+    """Mean of per-seed ``diffs`` and its 95% Student-t interval (NaN for one seed)."""
     from scipy import stats
 
-    diffs = 100 * (np.asarray(a, float) - np.asarray(b, float)) / np.asarray(b, float)
+    diffs = np.asarray(diffs, float)
     mean = float(diffs.mean())
     if len(diffs) < 2:
         return mean, float("nan"), float("nan")
