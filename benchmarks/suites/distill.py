@@ -128,16 +128,22 @@ def _run_recipe(recipe: Recipe, model, data, seed: int, calibration,
     # Only a run that returns its pruned kernels needs the plan's checkpoint folder.
     folder = tempfile.TemporaryDirectory() if pruned_kernels else contextlib.nullcontext()
     with folder as plan_dir:
-        result = OptimizationPlan(recipe).run(
-            model, train_data=(data.x_train, data.y_train), optimizer="adam",
-            loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32,
-            verbose=0, checkpoint_dir=plan_dir)
+        compressed = fit_recipe(recipe, model, data, plan_dir)
         if not pruned_kernels:
-            return _int8(result.model, calibration), []
+            return _int8(compressed, calibration), []
         pruned = load_model(next(Path(plan_dir).rglob("stage1_input.keras")), trust_model=True)
     kernels = [layer.get_weights()[0] for layer in pruned.layers
                if layer.get_weights() and (layer.get_weights()[0] == 0).mean() > 0.5]
-    return _int8(result.model, calibration), kernels
+    return _int8(compressed, calibration), kernels
+
+
+def fit_recipe(recipe: Recipe, model, data, checkpoint_dir=None):
+    """``model`` through ``recipe``'s plan on ``data``'s training split, as every recipe run
+    of the distill suites trains (Adam, batch 32); returns the plan's model."""
+    return OptimizationPlan(recipe).run(
+        model, train_data=(data.x_train, data.y_train), optimizer="adam",
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32, verbose=0,
+        checkpoint_dir=checkpoint_dir).model
 
 
 def sparsity_preserving_kmeans_pp(values: np.ndarray, count: int, seed: int) -> np.ndarray:

@@ -10,8 +10,8 @@ crosses them, seed by seed:
 
 The second part resumes the plan from its own checkpoint folder after the prune stage
 (``stage0_input.keras``, the float model that teaches, and ``stage1_input.keras``, the pruned
-one, which a prune-only run saves as ``final.keras``), so the four files of a seed share their pruned weights two by two, and both later
-variants start from the same random state. Each cell's int8 file is scored through LiteRT on
+one, which a prune-only run saves as ``final.keras``), so the four files of a seed share their
+pruned weights two by two, and both later variants start from the same random state. Each cell's int8 file is scored through LiteRT on
 ``benchmarks.common.eval_data``; effects are paired by seed (gzip: mean percent and Student-t
 interval over seeds; accuracy: bootstrap over images and seeds). The self-distillation
 setting is the distill suite's (``SETTINGS``, chosen there on a validation split).
@@ -27,7 +27,6 @@ the entropy of dense1's nonzero int8 values, what gzip pays for), seeds, cpu, wa
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import shutil
 import tempfile
 import time
@@ -37,13 +36,13 @@ import numpy as np
 
 from benchmarks.common import eval_data, example_float_model, tflite_correct
 from benchmarks.suites.compare import our_recipes
-from benchmarks.suites.distill import _int8, paired_percent_ci, t_interval
+from benchmarks.suites.distill import _int8, fit_recipe, paired_percent_ci, t_interval
 from tflite_opt._keras import keras
 from tflite_opt.files import atomic_write_json
 from tflite_opt.report.significance import paired_bootstrap_difference_ci
 from tflite_opt.runtime.benchmark import gzip_size
 from tflite_opt.runtime.host_cpu import host_cpu
-from tflite_opt.train import OptimizationPlan, Recipe, SelfDistill
+from tflite_opt.train import Recipe, SelfDistill
 from tflite_opt.train.plan import STATE_FILE
 
 SETTINGS = SelfDistill(alpha=0.5, temperature=1.0)  # the distill suite's validation choice
@@ -61,13 +60,6 @@ def _recipe(plain: Recipe, prune: bool, later: bool) -> Recipe:
         for i, stage in enumerate(plain.stages)))
 
 
-def _fit(recipe: Recipe, model, data, plan_dir: Path):
-    return OptimizationPlan(recipe).run(
-        model, train_data=(data.x_train, data.y_train), optimizer="adam",
-        loss="sparse_categorical_crossentropy", metrics=["accuracy"], batch_size=32, verbose=0,
-        checkpoint_dir=plan_dir).model
-
-
 def _resume_after_prune(recipe: Recipe, model, data, pruned_dir: Path, plan_dir: Path):
     """``recipe``'s later stages, resumed as the plan resumes a run stopped after its prune
     stage: from the float model and the pruned one that ``pruned_dir``'s prune-only run saved."""
@@ -77,7 +69,7 @@ def _resume_after_prune(recipe: Recipe, model, data, pruned_dir: Path, plan_dir:
     atomic_write_json(plan_dir / STATE_FILE, {
         "recipe": recipe.to_dict(), "stage": 1, "epoch": 0, "checkpoint": None, "seconds": 0.0,
         "completed": []})
-    return _fit(recipe, model, data, plan_dir)
+    return fit_recipe(recipe, model, data, plan_dir)
 
 
 def dense_entropy_bits(tflite: bytes, min_elements: int = 100_000) -> float:
@@ -136,8 +128,8 @@ def run(output_dir: Path, quick: bool = False) -> dict:
                 pruned_dir = tmp / f"prune{int(prune)}"
                 keras.utils.set_random_seed(seed)
                 prune_only = _recipe(plain, prune, False)
-                _fit(dataclasses.replace(prune_only, stages=prune_only.stages[:1]), teacher,
-                     data, pruned_dir)
+                fit_recipe(dataclasses.replace(prune_only, stages=prune_only.stages[:1]),
+                           teacher, data, pruned_dir)
                 for later in (False, True):
                     keras.utils.set_random_seed(10_000 + seed)
                     model = _resume_after_prune(_recipe(plain, prune, later), teacher, data,
