@@ -1,5 +1,6 @@
 """The distill_stages suite's per-part effects and its entropy of a file's int8 kernel."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -65,3 +66,37 @@ def test_dense_entropy_bits_counts_the_nonzero_int8_values():
     tflite = converter.convert()
     expected = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
     assert dense_entropy_bits(tflite, min_elements=128) == pytest.approx(expected)
+
+
+def test_resume_after_prune_runs_only_the_later_stages_on_the_pruned_model(digits16, tmp_path):
+    # The suite writes the plan's state file by hand; if the plan stopped reading it as written,
+    # the resumed run would prune again from the float model and every pair would be void.
+    import json
+
+    from benchmarks.suites.distill import fit_recipe
+    from benchmarks.suites.distill_stages import _resume_after_prune
+    from tflite_opt._keras import keras
+    from tflite_opt.train import Recipe
+    from tflite_opt.train.plan import STATE_FILE
+
+    recipe = Recipe.from_dict({"precision": "int8", "stages": [
+        {"type": "prune", "target_sparsity": 0.5, "epochs": 1},
+        {"type": "cluster", "number_of_clusters": 4, "epochs": 1}]})
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu", name="hidden"),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(digits16.x_train[:256], digits16.y_train[:256], epochs=1, verbose=0)
+    fit_recipe(dataclasses.replace(recipe, stages=recipe.stages[:1]), model, digits16,
+               tmp_path / "pruned")
+    pruned = keras.models.load_model(tmp_path / "pruned" / "final.keras", compile=False)
+    pruned_zeros = pruned.get_layer("hidden").get_weights()[0] == 0
+
+    resumed = _resume_after_prune(recipe, model, digits16, tmp_path / "pruned", tmp_path / "rest")
+
+    state = json.loads((tmp_path / "rest" / STATE_FILE).read_text())
+    assert [record["name"] for record in state["completed"]] == ["cluster"]
+    kernel = resumed.get_layer("hidden").get_weights()[0]
+    assert pruned_zeros.mean() == pytest.approx(0.5, abs=0.01)
+    assert np.all(kernel[pruned_zeros] == 0)  # the pruned model's zeros, kept by clustering
+    assert np.unique(kernel[kernel != 0]).size <= 4
