@@ -1,4 +1,5 @@
-"""The distill_stages suite's per-part effects and its entropy of a file's int8 kernel."""
+"""The distill_stages suite: its per-part effects, its entropy of a file's int8 kernel, and its
+resume of the plan after the prune stage."""
 
 import dataclasses
 import math
