@@ -11,10 +11,11 @@ crosses them, seed by seed:
 The second part resumes the plan from its own checkpoint folder after the prune stage
 (``stage0_input.keras``, the float model that teaches, and ``stage1_input.keras``, the pruned
 one, which a prune-only run saves as ``final.keras``), so the four files of a seed share their
-pruned weights two by two, and both later variants start from the same random state. Each cell's int8 file is scored through LiteRT on
-``benchmarks.common.eval_data``; effects are paired by seed (gzip: mean percent and Student-t
-interval over seeds; accuracy: bootstrap over images and seeds). The self-distillation
-setting is the distill suite's (``SETTINGS``, chosen there on a validation split).
+pruned weights two by two, and both later variants start from the same random state. Each
+cell's int8 file is scored through LiteRT on ``benchmarks.common.eval_data``; effects are
+paired by seed (gzip: mean percent and Student-t interval over seeds; accuracy: bootstrap
+over images and seeds). The self-distillation setting is the distill suite's (``SETTINGS``,
+chosen there on a validation split).
 
 Summary keys: prune_stage_gzip_change_percent, later_stages_gzip_change_percent (each with
 _ci95_low/_high; the effect of self-distilling that part, averaged over the other part),

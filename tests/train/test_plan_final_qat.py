@@ -63,26 +63,27 @@ def test_finished_pcqat_plan_restored_from_either_folder_layout_predicts_as_firs
         digits16, tmp_path, flavor):
     model = _pruned_clustered_cnn(flavor)
     train, x = (digits16.x_train[:64], digits16.y_train[:64]), digits16.x_test[:64]
+    plan_dir, kept = tmp_path / "plan", tmp_path / "kept_checkpoint"
 
     def run(callbacks=()):
         return OptimizationPlan(RECIPE).run(model, train, batch_size=32, callbacks=list(callbacks),
-                                            checkpoint_dir=tmp_path, verbose=0, run_eagerly=True)
+                                            checkpoint_dir=plan_dir, verbose=0, run_eagerly=True)
 
-    keeper = _checkpoint_keeper(flavor, tmp_path, tmp_path.parent / f"{tmp_path.name}_kept")
+    keeper = _checkpoint_keeper(flavor, plan_dir, kept)
     first = run([keeper])
-    assert (tmp_path / FINAL_MODEL).exists()  # the QAT model, as every last stage's
-    assert not (tmp_path / keeper.name).exists()  # its checkpoint is not needed any more
-    assert json.loads((tmp_path / STATE_FILE).read_text())["checkpoint"] is None
+    assert (plan_dir / FINAL_MODEL).exists()  # the QAT model, as every last stage's
+    assert not (plan_dir / keeper.name).exists()  # its checkpoint is not needed any more
+    assert json.loads((plan_dir / STATE_FILE).read_text())["checkpoint"] is None
     stats = first.layer_stats["dense1"]  # PCQAT kept the zeros and the clusters
     assert stats["sparsity"] >= 0.5 and stats["unique_values"] <= len(CENTROIDS) + 1
     want = np.asarray(first.model(x, training=False))
     weights = [w.numpy() for w in first.model.weights]
     for layout in ("final.keras", "no final.keras (written before QAT files loaded)"):
         if layout.startswith("no"):
-            (tmp_path / FINAL_MODEL).unlink()
-            shutil.copytree(tmp_path.parent / f"{tmp_path.name}_kept", tmp_path / keeper.name)
-            state = json.loads((tmp_path / STATE_FILE).read_text())
-            (tmp_path / STATE_FILE).write_text(json.dumps({**state, "checkpoint": keeper.name}))
+            (plan_dir / FINAL_MODEL).unlink()
+            shutil.copytree(kept, plan_dir / keeper.name)
+            state = json.loads((plan_dir / STATE_FILE).read_text())
+            (plan_dir / STATE_FILE).write_text(json.dumps({**state, "checkpoint": keeper.name}))
         counter = _epoch_counter(flavor)
         restored = run([counter])
         assert counter.epochs == 0, layout  # restored, not trained
